@@ -1,0 +1,97 @@
+package plugins
+
+import (
+	"context"
+
+	"github.com/nodecast/nodecast/protocol"
+)
+
+// Node is one node class served by a plugin. Implementations are plain Go:
+// the bridge turns gRPC into calls of Run and back.
+type Node interface {
+	// Spec describes the class: its name, inputs and outputs, as ComfyUI's
+	// /object_info shows them.
+	Spec() Spec
+	// Run executes the node once. Tensors in call.Inputs are *protocol.Tensor;
+	// output tensors are returned as *protocol.Tensor and stay in this process
+	// until another process needs them.
+	Run(ctx context.Context, call *Call) (Result, error)
+}
+
+// Pack is what a plugin binary serves: a name and its node classes.
+type Pack struct {
+	Name  string
+	Nodes []Node
+}
+
+// Spec describes a node class.
+type Spec struct {
+	ClassType   string // ComfyUI's class_type, unique across all loaded packs
+	DisplayName string
+	Category    string
+	Description string
+	OutputNode  bool // a node whose effect is the point (senders): a prompt needs one
+	Inputs      []Input
+	Outputs     []Output
+}
+
+// Link and widget types of inputs and outputs, as ComfyUI names them.
+const (
+	TypeImage   = "IMAGE"
+	TypeMask    = "MASK"
+	TypeInt     = "INT"
+	TypeFloat   = "FLOAT"
+	TypeString  = "STRING"
+	TypeBoolean = "BOOLEAN"
+	TypeCombo   = "COMBO"
+)
+
+// Input describes one input. Options is ComfyUI's option dictionary: "default",
+// "min", "max", "step", "multiline", "tooltip" and so on; the host validates
+// prompts against "min" and "max" and fills in "default" for absent inputs.
+type Input struct {
+	Name     string
+	Type     string
+	Optional bool
+	Choices  []string // values of a COMBO input
+	Options  map[string]any
+}
+
+// Output describes one output slot.
+type Output struct {
+	Name string
+	Type string
+}
+
+// Call is one execution of a node.
+type Call struct {
+	NodeID   string
+	PromptID string
+	// Inputs by name: string, int64, float64, bool, *protocol.Tensor, or a
+	// decoded JSON value (map[string]any, []any) for anything else.
+	Inputs  map[string]any
+	Limits  Limits
+	Emitter Emitter
+}
+
+// Limits are the host's limits that a node must respect.
+type Limits struct {
+	MessageLimit int                  // every WebSocket message strictly smaller; 0 means protocol.DefaultMessageLimit
+	Image        protocol.ImageLimits // sides and pixels of images a node accepts or makes
+}
+
+// Emitter carries what a running node sends to clients back to the host.
+type Emitter interface {
+	// EmitPart hands one part of an encoded image to the host's hub. The hub
+	// shows an image to clients only when all its parts have arrived.
+	EmitPart(ctx context.Context, p *protocol.ImagePart) error
+	// Progress reports value out of max units of work done.
+	Progress(ctx context.Context, value, max int) error
+}
+
+// Result is what a node returns: one value per output slot (*protocol.Tensor
+// for IMAGE and MASK), and the "ui" output that clients see in "executed".
+type Result struct {
+	Outputs []any
+	UI      map[string]any
+}

@@ -1,0 +1,167 @@
+package protocol
+
+import (
+	"math"
+	"math/bits"
+	"strconv"
+	"unsafe"
+)
+
+// DType is a tensor's element type.
+type DType string
+
+const (
+	Float32 DType = "float32" // ComfyUI's IMAGE and MASK: values in 0..1
+	Uint8   DType = "uint8"   // already-converted pixels, 0..255
+)
+
+// Size is the number of bytes of one element, or 0 for an unknown dtype.
+func (d DType) Size() int {
+	switch d {
+	case Float32:
+		return 4
+	case Uint8:
+		return 1
+	}
+	return 0
+}
+
+// Tensor is a dense, row-major tensor. Data holds the elements in little-endian
+// order, exactly len = product(Shape) * DType.Size() bytes.
+//
+// ComfyUI's IMAGE is float32 [B,H,W,C] with C 1, 3 or 4; MASK is float32 [B,H,W].
+type Tensor struct {
+	DType DType
+	Shape []int
+	Data  []byte
+}
+
+// NewFloat32 returns a zeroed float32 tensor of the given shape. It does not
+// validate the shape; call Validate before trusting one from outside.
+func NewFloat32(shape ...int) *Tensor {
+	n := 1
+	for _, d := range shape {
+		n *= d
+	}
+	return FromFloat32(make([]float32, n), shape...)
+}
+
+// FromFloat32 wraps v as a float32 tensor without copying it.
+func FromFloat32(v []float32, shape ...int) *Tensor {
+	var data []byte
+	if len(v) > 0 {
+		data = unsafe.Slice((*byte)(unsafe.Pointer(&v[0])), len(v)*4)
+	}
+	return &Tensor{DType: Float32, Shape: append([]int(nil), shape...), Data: data}
+}
+
+// FromUint8 wraps v as a uint8 tensor without copying it.
+func FromUint8(v []byte, shape ...int) *Tensor {
+	return &Tensor{DType: Uint8, Shape: append([]int(nil), shape...), Data: v}
+}
+
+// Float32s returns the data of a float32 tensor as []float32, sharing memory
+// when Data is 4-byte aligned (it always is when the tensor was made by this
+// package or by the plugin transport) and copying otherwise.
+func (t *Tensor) Float32s() []float32 {
+	n := len(t.Data) / 4
+	if n == 0 {
+		return nil
+	}
+	p := unsafe.Pointer(&t.Data[0])
+	if uintptr(p)%4 == 0 {
+		return unsafe.Slice((*float32)(p), n)
+	}
+	out := make([]float32, n)
+	for i := range out {
+		b := t.Data[4*i:]
+		out[i] = math.Float32frombits(uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24)
+	}
+	return out
+}
+
+// Elements returns the product of the shape, refusing zero or negative
+// dimensions and products that overflow int.
+func (t *Tensor) Elements() (int, error) {
+	if len(t.Shape) == 0 {
+		return 0, &ShapeError{Shape: t.Shape, Reason: "no dimensions"}
+	}
+	n := uint64(1)
+	for _, d := range t.Shape {
+		if d <= 0 {
+			return 0, &ShapeError{Shape: t.Shape, Reason: "every dimension must be at least 1"}
+		}
+		hi, lo := bits.Mul64(n, uint64(d))
+		if hi != 0 || lo > math.MaxInt32*(1<<16) { // keep byte counts far inside int64
+			return 0, &ShapeError{Shape: t.Shape, Reason: "element count overflows"}
+		}
+		n = lo
+	}
+	return int(n), nil
+}
+
+// Validate checks that the dtype is known and that Data has exactly the length
+// the shape promises.
+func (t *Tensor) Validate() error {
+	size := t.DType.Size()
+	if size == 0 {
+		return &DTypeError{DType: t.DType}
+	}
+	n, err := t.Elements()
+	if err != nil {
+		return err
+	}
+	if want := n * size; len(t.Data) != want {
+		return &ShapeError{Shape: t.Shape, Reason: "data is " + strconv.Itoa(len(t.Data)) + " bytes, shape needs " + strconv.Itoa(want)}
+	}
+	return nil
+}
+
+// ImageDims returns batch, height, width and channels of an IMAGE tensor
+// [B,H,W,C] after checking it: Validate, rank 4, C in {1,3,4}, and each image
+// within lim.
+func (t *Tensor) ImageDims(lim ImageLimits) (b, h, w, c int, err error) {
+	if err = t.Validate(); err != nil {
+		return
+	}
+	if len(t.Shape) != 4 {
+		err = &ShapeError{Shape: t.Shape, Reason: "IMAGE must be [batch,height,width,channels]"}
+		return
+	}
+	b, h, w, c = t.Shape[0], t.Shape[1], t.Shape[2], t.Shape[3]
+	if c != 1 && c != 3 && c != 4 {
+		err = &ShapeError{Shape: t.Shape, Reason: "channels must be 1, 3 or 4, got " + strconv.Itoa(c)}
+		return
+	}
+	err = lim.CheckSize(w, h)
+	return
+}
+
+// MaskDims returns batch, height and width of a MASK tensor [B,H,W] after
+// checking it like ImageDims.
+func (t *Tensor) MaskDims(lim ImageLimits) (b, h, w int, err error) {
+	if err = t.Validate(); err != nil {
+		return
+	}
+	if len(t.Shape) != 3 {
+		err = &ShapeError{Shape: t.Shape, Reason: "MASK must be [batch,height,width]"}
+		return
+	}
+	b, h, w = t.Shape[0], t.Shape[1], t.Shape[2]
+	err = lim.CheckSize(w, h)
+	return
+}
+
+// CheckFinite returns a *NonFiniteError for the first NaN or ±Inf of a float32
+// tensor, and nil for any other dtype.
+func (t *Tensor) CheckFinite() error {
+	if t.DType != Float32 {
+		return nil
+	}
+	for i, v := range t.Float32s() {
+		if v-v != 0 { // NaN or ±Inf
+			return &NonFiniteError{Index: i, Value: v}
+		}
+	}
+	return nil
+}
