@@ -1,0 +1,406 @@
+package hub
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"strconv"
+
+	"github.com/gorilla/websocket"
+	"github.com/nodecast/nodecast/protocol"
+)
+
+// maxPartsPerImage bounds the part count a header may announce, so a bad
+// header cannot make the hub track millions of tiny parts.
+const maxPartsPerImage = 1 << 16
+
+// maxDropped bounds how many dropped image ids are remembered.
+const maxDropped = 4096
+
+// pendingImage holds the parts of an image until the last one arrives.
+type pendingImage struct {
+	clientID string
+	first    protocol.ImagePart // header of the first part seen; Data is nil
+	parts    map[int]*protocol.ImagePart
+	held     int64
+}
+
+// shape is the way one client receives an image.
+type shape int
+
+const (
+	shapePART   shape = iota // binary PART frames
+	shapeWhole               // one type 1 frame
+	shapeBase64              // base64 JSON text messages
+	numShapes
+)
+
+// Publish hands over one part of an encoded image for clientID ("" = every
+// client connected when the image completes). Parts may come in any order;
+// the image is framed and queued when the last one arrives. Publish keeps
+// p.Data until then: the caller must not modify it after the call. An empty
+// p.Wire means protocol.WireComfy.
+//
+// A bad part (inconsistent with the image's other parts, a duplicate, out of
+// range, or a complete image whose bytes do not match its sha256) returns a
+// *PartError; holding more than MaxPendingImageBytes returns a
+// *protocol.LimitError. Either way the whole image is dropped.
+func (h *Hub) Publish(clientID string, p *protocol.ImagePart) error {
+	if p == nil {
+		return &PartError{Reason: "nil part"}
+	}
+	if err := checkPart(p); err != nil {
+		if p.ImageID != "" {
+			h.mu.Lock()
+			h.dropLocked(h.pending[p.ImageID], p)
+			h.mu.Unlock()
+		} else {
+			h.droppedImages.Add(1)
+		}
+		return err
+	}
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return ErrClosed
+	}
+	if _, ok := h.dropped[p.ImageID]; ok {
+		h.mu.Unlock()
+		return &PartError{ImageID: p.ImageID, Part: p.Part, Reason: "the image was dropped after an earlier error"}
+	}
+	img := h.pending[p.ImageID]
+	if img == nil {
+		if p.Size > h.opts.MaxPendingImageBytes {
+			h.dropLocked(nil, p)
+			h.mu.Unlock()
+			return &protocol.LimitError{What: "image size", Value: p.Size, Limit: h.opts.MaxPendingImageBytes}
+		}
+		first := *p
+		first.Data = nil
+		img = &pendingImage{clientID: clientID, first: first, parts: make(map[int]*protocol.ImagePart, min(p.Parts, 64))}
+		h.pending[p.ImageID] = img
+	} else if reason := img.mismatch(clientID, p); reason != "" {
+		h.dropLocked(img, p)
+		h.mu.Unlock()
+		return &PartError{ImageID: p.ImageID, Part: p.Part, Reason: reason}
+	}
+	if _, dup := img.parts[p.Part]; dup {
+		h.dropLocked(img, p)
+		h.mu.Unlock()
+		return &PartError{ImageID: p.ImageID, Part: p.Part, Reason: "duplicate part"}
+	}
+	if n := h.pendingBytes + int64(len(p.Data)); n > h.opts.MaxPendingImageBytes {
+		h.dropLocked(img, p)
+		h.mu.Unlock()
+		return &protocol.LimitError{What: "pending image bytes", Value: n, Limit: h.opts.MaxPendingImageBytes}
+	}
+	part := *p
+	img.parts[p.Part] = &part
+	img.held += int64(len(p.Data))
+	h.pendingBytes += int64(len(p.Data))
+	if len(img.parts) < p.Parts {
+		h.mu.Unlock()
+		return nil
+	}
+	delete(h.pending, p.ImageID)
+	h.pendingBytes -= img.held
+	h.mu.Unlock()
+
+	if err := h.commitImage(img); err != nil {
+		h.mu.Lock()
+		h.dropLocked(nil, p)
+		h.mu.Unlock()
+		return err
+	}
+	h.committed.Add(1)
+	return nil
+}
+
+// AbortImages drops the incomplete images of promptID, and forgets that any
+// of its images were dropped, so that a retry of the prompt can send them.
+func (h *Hub) AbortImages(promptID string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for id, img := range h.pending {
+		if img.first.PromptID == promptID {
+			delete(h.pending, id)
+			h.pendingBytes -= img.held
+			h.droppedImages.Add(1)
+		}
+	}
+	for id, pid := range h.dropped {
+		if pid == promptID {
+			delete(h.dropped, id)
+		}
+	}
+}
+
+// dropLocked discards img (nil when it is not pending) and remembers p's
+// image id so that its later parts are refused instead of piling up.
+func (h *Hub) dropLocked(img *pendingImage, p *protocol.ImagePart) {
+	if img != nil && h.pending[p.ImageID] == img {
+		delete(h.pending, p.ImageID)
+		h.pendingBytes -= img.held
+	}
+	h.droppedImages.Add(1)
+	if _, ok := h.dropped[p.ImageID]; !ok {
+		h.dropped[p.ImageID] = p.PromptID
+		h.droppedOrder = append(h.droppedOrder, p.ImageID)
+	}
+	for len(h.droppedOrder) > maxDropped {
+		delete(h.dropped, h.droppedOrder[0])
+		h.droppedOrder = h.droppedOrder[1:]
+	}
+	h.log.Debug("hub: image dropped", "image", p.ImageID, "prompt", p.PromptID)
+}
+
+// checkPart validates a part on its own.
+func checkPart(p *protocol.ImagePart) error {
+	bad := func(reason string) error { return &PartError{ImageID: p.ImageID, Part: p.Part, Reason: reason} }
+	n := int64(len(p.Data))
+	switch {
+	case p.ImageID == "":
+		return bad("empty image_id")
+	case len(p.ImageID) > 256:
+		return bad("image_id longer than 256 bytes")
+	case p.Parts < 1:
+		return bad("parts " + strconv.Itoa(p.Parts) + " is less than 1")
+	case p.Parts > maxPartsPerImage:
+		return &protocol.LimitError{What: "image parts", Value: int64(p.Parts), Limit: maxPartsPerImage}
+	case p.Part < 0 || p.Part >= p.Parts:
+		return bad("part is outside 0.." + strconv.Itoa(p.Parts-1))
+	case p.Size < 0:
+		return bad("negative size")
+	case int64(p.Parts) > max(p.Size, 1):
+		return bad("parts " + strconv.Itoa(p.Parts) + " is more than the image's " + strconv.FormatInt(p.Size, 10) + " bytes")
+	case p.Offset < 0 || p.Offset > p.Size || n > p.Size-p.Offset:
+		return bad("offset " + strconv.FormatInt(p.Offset, 10) + " + " + strconv.FormatInt(n, 10) +
+			" bytes is outside the image's " + strconv.FormatInt(p.Size, 10))
+	case n == 0 && p.Size > 0:
+		return bad("empty part of a non-empty image")
+	case p.Index < 0 || (p.Batch > 0 && p.Index >= p.Batch):
+		return bad("index " + strconv.Itoa(p.Index) + " is outside the batch of " + strconv.Itoa(p.Batch))
+	case !isLowerHex(p.SHA256, 64):
+		return bad("sha256 is not 64 lowercase hex digits")
+	}
+	switch p.Wire {
+	case "", protocol.WireComfy, protocol.WireB64Parts, protocol.WireParts:
+	default:
+		return bad("unknown wire " + strconv.Quote(string(p.Wire)))
+	}
+	if err := protocol.ValidateEventName(p.Event); err != nil {
+		return bad(err.Error())
+	}
+	return nil
+}
+
+func isLowerHex(s string, n int) bool {
+	if len(s) != n {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// mismatch says how p disagrees with the image's first part, or "".
+func (img *pendingImage) mismatch(clientID string, p *protocol.ImagePart) string {
+	f := &img.first
+	switch {
+	case clientID != img.clientID:
+		return "client " + strconv.Quote(clientID) + " differs from " + strconv.Quote(img.clientID)
+	case p.Parts != f.Parts:
+		return "parts " + strconv.Itoa(p.Parts) + " differs from " + strconv.Itoa(f.Parts)
+	case p.Size != f.Size:
+		return "size " + strconv.FormatInt(p.Size, 10) + " differs from " + strconv.FormatInt(f.Size, 10)
+	case p.SHA256 != f.SHA256:
+		return "sha256 differs from the other parts'"
+	case p.MIME != f.MIME:
+		return "mime " + strconv.Quote(p.MIME) + " differs from " + strconv.Quote(f.MIME)
+	case p.Event != f.Event || p.PromptID != f.PromptID || p.Node != f.Node || p.Label != f.Label:
+		return "event, prompt, node or label differs from the other parts'"
+	case p.Index != f.Index || p.Batch != f.Batch:
+		return "index or batch differs from the other parts'"
+	case p.Wire != f.Wire:
+		return "wire " + strconv.Quote(string(p.Wire)) + " differs from " + strconv.Quote(string(f.Wire))
+	}
+	return ""
+}
+
+// commitImage checks a complete image, frames it once per shape its clients
+// need and queues the same bytes to each of them.
+func (h *Hub) commitImage(img *pendingImage) error {
+	parts := make([]*protocol.ImagePart, img.first.Parts)
+	var off int64
+	for i := range parts {
+		p := img.parts[i]
+		if p.Offset != off {
+			return &PartError{ImageID: p.ImageID, Part: i, Reason: "offset " + strconv.FormatInt(p.Offset, 10) +
+				" does not follow the previous part, which ends at " + strconv.FormatInt(off, 10)}
+		}
+		off += int64(len(p.Data))
+		parts[i] = p
+	}
+	if off != img.first.Size {
+		return &PartError{ImageID: img.first.ImageID, Part: len(parts) - 1,
+			Reason: "parts hold " + strconv.FormatInt(off, 10) + " bytes, size is " + strconv.FormatInt(img.first.Size, 10)}
+	}
+	if !h.opts.SkipHashCheck {
+		d := sha256.New()
+		for _, p := range parts {
+			d.Write(p.Data)
+		}
+		if got := hex.EncodeToString(d.Sum(nil)); got != img.first.SHA256 {
+			return &PartError{ImageID: img.first.ImageID, Part: len(parts) - 1,
+				Reason: "sha256 of the complete image is " + got + ", parts say " + img.first.SHA256}
+		}
+	}
+
+	h.commitMu.Lock()
+	defer h.commitMu.Unlock()
+	targets := h.targets(img.clientID)
+	shapes := make([]shape, len(targets))
+	var need [numShapes]bool
+	for i, c := range targets {
+		c.mu.Lock()
+		shapes[i] = shapeFor(c.parts, &img.first)
+		c.mu.Unlock()
+		need[shapes[i]] = true
+	}
+	f := framer{limit: h.opts.MessageLimit, first: &img.first, parts: parts}
+	var batches [numShapes]*batch
+	for s := range numShapes {
+		if need[s] {
+			b, err := f.frame(s)
+			if err != nil {
+				return err
+			}
+			batches[s] = b
+		}
+	}
+	for i, c := range targets {
+		c.enqueue(batches[shapes[i]])
+	}
+	return nil
+}
+
+// shapeFor picks how a client receives an image.
+func shapeFor(clientParts bool, p *protocol.ImagePart) shape {
+	if clientParts {
+		return shapePART
+	}
+	switch p.Wire {
+	case protocol.WireB64Parts, protocol.WireParts:
+		return shapeBase64
+	}
+	if _, ok := protocol.ImageFormatFor(p.MIME); ok {
+		return shapeWhole
+	}
+	return shapeBase64 // type 1 has no code for this format
+}
+
+// framer turns one complete image into the messages of each shape.
+type framer struct {
+	limit int
+	first *protocol.ImagePart
+	parts []*protocol.ImagePart
+	whole []byte // the image's bytes, once assembled
+}
+
+func (f *framer) frame(s shape) (*batch, error) {
+	switch s {
+	case shapeWhole:
+		format, _ := protocol.ImageFormatFor(f.first.MIME)
+		buf := protocol.AppendImageFrame(make([]byte, 0, 8+f.first.Size), format, nil)
+		for _, p := range f.parts {
+			buf = append(buf, p.Data...)
+		}
+		f.whole = buf[8:]
+		return &batch{frames: []frame{{kind: websocket.BinaryMessage, data: buf}}, size: int64(len(buf))}, nil
+	case shapePART:
+		if b, over, err := f.frameParts(f.parts, websocket.BinaryMessage, appendPART); over == 0 || err != nil {
+			return b, err
+		}
+		return f.resplit(websocket.BinaryMessage, appendPART)
+	default:
+		if b, over, err := f.frameParts(f.parts, websocket.TextMessage, appendBase64); over == 0 || err != nil {
+			return b, err
+		}
+		return f.resplit(websocket.TextMessage, appendBase64)
+	}
+}
+
+type appendFunc func(p *protocol.ImagePart) ([]byte, error)
+
+func appendPART(p *protocol.ImagePart) ([]byte, error) {
+	return protocol.AppendPartFrame(make([]byte, 0, 8+512+len(p.Data)), &p.PartHeader, p.Data)
+}
+
+func appendBase64(p *protocol.ImagePart) ([]byte, error) { return protocol.MarshalB64Part(p) }
+
+// frameParts frames each part. over is the size of the first message that is
+// not smaller than the limit (0 when all fit); the image must then be split
+// again.
+func (f *framer) frameParts(parts []*protocol.ImagePart, kind int, appendMsg appendFunc) (b *batch, over int, err error) {
+	b = &batch{frames: make([]frame, 0, len(parts))}
+	for _, p := range parts {
+		msg, err := appendMsg(p)
+		if err != nil {
+			return nil, 0, err
+		}
+		if len(msg) >= f.limit {
+			return nil, len(msg), nil
+		}
+		b.frames = append(b.frames, frame{kind: kind, data: msg})
+		b.size += int64(len(msg))
+	}
+	return b, 0, nil
+}
+
+// resplit cuts the whole image into parts whose messages fit the limit. The
+// sender's parts did not (a part sized for PART frames grows by a third as
+// base64), so clients of this shape see more, smaller parts.
+func (f *framer) resplit(kind int, appendMsg appendFunc) (*batch, error) {
+	if f.whole == nil {
+		w := make([]byte, 0, f.first.Size)
+		for _, p := range f.parts {
+			w = append(w, p.Data...)
+		}
+		f.whole = w
+	}
+	// Measure the message around an empty payload, with every number at its
+	// widest, to learn how many payload bytes fit.
+	probe := *f.first
+	probe.Part, probe.Parts, probe.Offset, probe.Data = int(f.first.Size), int(f.first.Size), f.first.Size, nil
+	empty, err := appendMsg(&probe)
+	if err != nil {
+		return nil, err
+	}
+	room := f.limit - 1 - len(empty)
+	if kind == websocket.TextMessage {
+		room = room / 4 * 3 // base64: 4 characters per 3 bytes
+	}
+	if room < 1 {
+		return nil, &PartError{ImageID: f.first.ImageID, Reason: "message limit " + strconv.Itoa(f.limit) +
+			" leaves no room for part data after a " + strconv.Itoa(len(empty)) + "-byte header"}
+	}
+	size := len(f.whole)
+	n := max(1, (size+room-1)/room)
+	parts := make([]*protocol.ImagePart, n)
+	for i := range parts {
+		p := *f.first
+		lo, hi := i*room, min(size, (i+1)*room)
+		p.Part, p.Parts, p.Offset, p.Data = i, n, int64(lo), f.whole[lo:hi]
+		parts[i] = &p
+	}
+	b, over, err := f.frameParts(parts, kind, appendMsg)
+	if err != nil {
+		return nil, err
+	}
+	if over != 0 {
+		return nil, &protocol.LimitError{What: "image part message size", Value: int64(over), Limit: int64(f.limit - 1)}
+	}
+	return b, nil
+}
