@@ -1,0 +1,213 @@
+package executor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nodecast/nodecast/host/supervisor"
+	"github.com/nodecast/nodecast/plugins"
+	"github.com/nodecast/nodecast/protocol"
+)
+
+// releaseTimeout bounds the release of a prompt's tensors, so a stuck plugin
+// cannot hold a worker forever.
+const releaseTimeout = 30 * time.Second
+
+// Exception types of failures the executor reports itself.
+const (
+	ExceptionMissingOutput = "nodecast.MissingOutput" // a node returned fewer outputs than a link needs
+)
+
+// promptRun is the state of one prompt while it runs.
+type promptRun struct {
+	e        *Executor
+	j        *job
+	messages []StatusMessage
+	outputs  map[string][]any
+	ui       map[string]map[string]any
+	meta     map[string]NodeMeta
+	executed []string
+	handles  []supervisor.Handle
+}
+
+// run executes a prompt's nodes in order and returns its history entry.
+func (e *Executor) run(ctx context.Context, j *job) HistoryEntry {
+	r := &promptRun{
+		e: e, j: j,
+		outputs: map[string][]any{}, ui: map[string]map[string]any{}, meta: map[string]NodeMeta{},
+		executed: []string{},
+	}
+	defer r.release(ctx)
+	promptID := j.item.PromptID
+	r.add(protocol.TypeExecutionStart, protocol.ExecutionStartData{PromptID: promptID, Timestamp: nowMillis()})
+	r.add(protocol.TypeExecutionCached, protocol.ExecutionCachedData{Nodes: []string{}, PromptID: promptID, Timestamp: nowMillis()})
+	ok := true
+	for _, id := range j.plan.order {
+		if !r.runNode(ctx, j.plan.nodes[id]) {
+			ok = false
+			break
+		}
+	}
+	if ok {
+		r.add(protocol.TypeExecutionSuccess, protocol.ExecutionSuccessData{PromptID: promptID, Timestamp: nowMillis()})
+	}
+	status := HistoryStatus{StatusStr: StatusSuccess, Completed: ok, Messages: r.messages}
+	if !ok {
+		status.StatusStr = StatusError
+	}
+	return HistoryEntry{Prompt: j.item, Outputs: r.ui, Status: status, Meta: r.meta}
+}
+
+// add sends a message and keeps it for the prompt's history status.
+func (r *promptRun) add(typ string, data any) {
+	r.messages = append(r.messages, StatusMessage{Type: typ, Data: data})
+	r.e.opts.Broadcaster.SendJSON(r.j.clientID, typ, data)
+}
+
+// runNode runs one node and reports whether the prompt goes on.
+func (r *promptRun) runNode(ctx context.Context, n *node) bool {
+	b := r.e.opts.Broadcaster
+	promptID, client := r.j.item.PromptID, r.j.clientID
+	if ctx.Err() != nil { // interrupted between nodes
+		r.interrupted(n)
+		return false
+	}
+	inputs := make(map[string]any, len(n.values)+len(n.links))
+	for k, v := range n.values {
+		inputs[k] = v
+	}
+	for name, l := range n.links {
+		out := r.outputs[l.from]
+		if l.slot >= len(out) {
+			r.failed(n, inputs, ExceptionMissingOutput,
+				fmt.Sprintf("input %q links to output %d of node %s, which returned %d outputs", name, l.slot, l.from, len(out)), nil)
+			return false
+		}
+		inputs[name] = out[l.slot]
+	}
+
+	id := n.id
+	b.SendJSON(client, protocol.TypeExecuting, protocol.ExecutingData{Node: &id, DisplayNode: &id, PromptID: promptID})
+	res, err := r.e.opts.Runner.Run(ctx, supervisor.Call{
+		ClassType: n.classType, NodeID: id, PromptID: promptID, Inputs: inputs, Limits: r.e.opts.Limits,
+	}, plugins.RunHandlers{
+		Part: func(p *protocol.ImagePart) error { return b.Publish(client, p) },
+		Progress: func(value, max int) {
+			b.SendJSON(client, protocol.TypeProgress, protocol.ProgressData{Value: value, Max: max, PromptID: promptID, Node: id})
+		},
+	})
+	// Images the node left unfinished are dropped whatever the outcome, so
+	// no client ever sees a torn one.
+	b.AbortImages(promptID)
+	r.handles = append(r.handles, handlesIn(res.Outputs)...)
+	if err != nil {
+		if ctx.Err() != nil {
+			r.interrupted(n)
+			return false
+		}
+		var nf *plugins.NodeFailure
+		if errors.As(err, &nf) {
+			r.failed(n, inputs, nf.ExceptionType, nf.Message, nf.Traceback)
+		} else {
+			r.failed(n, inputs, exceptionType(err), err.Error(), nil)
+		}
+		return false
+	}
+	r.outputs[id] = res.Outputs
+	r.executed = append(r.executed, id)
+	if len(res.UI) > 0 {
+		r.ui[id] = res.UI
+		r.meta[id] = NodeMeta{NodeID: id, DisplayNode: id, RealNodeID: id}
+		b.SendJSON(client, protocol.TypeExecuted, protocol.ExecutedData{Node: id, DisplayNode: id, Output: res.UI, PromptID: promptID})
+	}
+	return true
+}
+
+func (r *promptRun) interrupted(n *node) {
+	r.add(protocol.TypeExecutionInterrupted, protocol.ExecutionInterruptedData{
+		PromptID: r.j.item.PromptID, NodeID: n.id, NodeType: n.classType,
+		Executed: append([]string{}, r.executed...), Timestamp: nowMillis(),
+	})
+}
+
+func (r *promptRun) failed(n *node, inputs map[string]any, excType, message string, traceback []string) {
+	if traceback == nil {
+		traceback = []string{}
+	}
+	current := make(map[string]any, len(inputs))
+	for k, v := range inputs {
+		current[k] = []any{formatValue(v)}
+	}
+	outs := make(map[string]any, len(r.outputs))
+	for id, vals := range r.outputs {
+		slots := make([]any, len(vals))
+		for i, v := range vals {
+			slots[i] = []any{formatValue(v)}
+		}
+		outs[id] = slots
+	}
+	r.add(protocol.TypeExecutionError, protocol.ExecutionErrorData{
+		PromptID: r.j.item.PromptID, NodeID: n.id, NodeType: n.classType,
+		Executed:         append([]string{}, r.executed...),
+		ExceptionMessage: message, ExceptionType: excType, Traceback: traceback,
+		CurrentInputs: current, CurrentOutputs: outs, Timestamp: nowMillis(),
+	})
+	r.e.log.Warn("node failed", "prompt_id", r.j.item.PromptID, "node", n.id, "class_type", n.classType, "exception_type", excType, "message", message)
+}
+
+// release lets the plugins forget every tensor the prompt made.
+func (r *promptRun) release(ctx context.Context) {
+	if len(r.handles) == 0 {
+		return
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
+	defer cancel()
+	r.e.opts.Runner.Release(rctx, r.handles...)
+}
+
+// handlesIn returns the tensor handles among a node's outputs.
+func handlesIn(outputs []any) []supervisor.Handle {
+	var hs []supervisor.Handle
+	for _, v := range outputs {
+		switch h := v.(type) {
+		case supervisor.Handle:
+			hs = append(hs, h)
+		case *supervisor.Handle:
+			if h != nil {
+				hs = append(hs, *h)
+			}
+		}
+	}
+	return hs
+}
+
+// formatValue is ComfyUI's format_value: primitives as they are, anything
+// else as a string.
+func formatValue(v any) any {
+	switch x := v.(type) {
+	case nil, bool, string, int, int64, float64:
+		return x
+	case supervisor.Handle:
+		return fmt.Sprintf("<tensor %s %s %v in pack %s>", x.Ref.ID, x.Ref.DType, x.Ref.Shape, x.Pack)
+	case *protocol.Tensor:
+		if x == nil {
+			return nil
+		}
+		return fmt.Sprintf("<tensor %s %v>", x.DType, x.Shape)
+	}
+	return fmt.Sprint(v)
+}
+
+// exceptionType names a Go error's type the way ComfyUI names an exception's
+// class: "package.Type".
+func exceptionType(err error) string {
+	if t, ok := err.(interface{ ExceptionType() string }); ok {
+		return t.ExceptionType()
+	}
+	return strings.TrimPrefix(fmt.Sprintf("%T", err), "*")
+}
+
+func nowMillis() int64 { return time.Now().UnixMilli() }
