@@ -1,0 +1,188 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+
+	"github.com/nodecast/nodecast/host/executor"
+	"github.com/nodecast/nodecast/host/supervisor"
+	"github.com/nodecast/nodecast/protocol"
+)
+
+// DefaultMaxBodyBytes is the largest request body when Options.MaxBodyBytes is 0.
+const DefaultMaxBodyBytes = 512 << 20
+
+// Options configures the API. The zero value serves an API without an
+// executor (prompt routes answer 503) and without a WebSocket.
+type Options struct {
+	Executor *executor.Executor
+	// Classes lists the node classes for /object_info. nil = none.
+	Classes func() []supervisor.Class
+	// WS serves /ws and /api/ws (the hub). nil = 404.
+	WS http.Handler
+	// InputDir holds uploads (type "input"). "" = "input".
+	InputDir string
+	// OutputDir is type "output" of /view and uploads. "" = "output".
+	OutputDir string
+	// TempDir is type "temp". "" = a "nodecast" folder in os.TempDir().
+	TempDir string
+	// MaxBodyBytes bounds every request body. 0 = DefaultMaxBodyBytes.
+	MaxBodyBytes int64
+	// MaxUploadBytes bounds /upload/image bodies. 0 = MaxBodyBytes.
+	MaxUploadBytes int64
+	// Limits bound uploaded images' sides and pixels (zero = protocol's defaults).
+	Limits protocol.ImageLimits
+	// MessageLimit is reported as max_message_size in /features.
+	// 0 = protocol.DefaultMessageLimit.
+	MessageLimit int
+	// Features are server feature flags added to (or replacing) the defaults
+	// in /features: supports_preview_metadata, supports_image_parts,
+	// max_upload_size, max_message_size.
+	Features map[string]any
+	// AllowCrossOrigin serves requests whose Origin names another host even
+	// when the Host is a loopback address. false = refuse them with 403, as
+	// ComfyUI does without --enable-cors-header, so a web page cannot queue
+	// prompts on a local server.
+	AllowCrossOrigin bool
+	// Version is reported as comfyui_version in /system_stats. "" = "nodecast".
+	Version string
+	Logger  *slog.Logger // nil = discard
+}
+
+// server holds the options with their defaults applied.
+type server struct {
+	opts Options
+	log  *slog.Logger
+	dirs map[string]string // upload and view folders by type
+}
+
+// New returns the API's handler.
+func New(opts Options) http.Handler {
+	if opts.InputDir == "" {
+		opts.InputDir = "input"
+	}
+	if opts.OutputDir == "" {
+		opts.OutputDir = "output"
+	}
+	if opts.TempDir == "" {
+		opts.TempDir = filepath.Join(os.TempDir(), "nodecast")
+	}
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if opts.MaxUploadBytes <= 0 {
+		opts.MaxUploadBytes = opts.MaxBodyBytes
+	}
+	if opts.MessageLimit <= 0 {
+		opts.MessageLimit = protocol.DefaultMessageLimit
+	}
+	if opts.Version == "" {
+		opts.Version = "nodecast"
+	}
+	s := &server{
+		opts: opts,
+		log:  opts.Logger,
+		dirs: map[string]string{"input": opts.InputDir, "output": opts.OutputDir, "temp": opts.TempDir},
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	mux := http.NewServeMux()
+	route := func(method, path string, limit int64, h http.HandlerFunc) {
+		var handler http.Handler = h
+		if limit > 0 {
+			handler = s.limitBody(limit, h)
+		}
+		if !opts.AllowCrossOrigin && path != "/ws" { // the hub checks its own origins
+			handler = sameOriginOnLoopback(handler)
+		}
+		mux.Handle(method+" "+path, handler)
+		mux.Handle(method+" /api"+path, handler)
+	}
+	body, upload := opts.MaxBodyBytes, opts.MaxUploadBytes
+	route("GET", "/prompt", body, s.getPrompt)
+	route("POST", "/prompt", body, s.postPrompt)
+	route("GET", "/queue", body, s.getQueue)
+	route("POST", "/queue", body, s.postQueue)
+	route("POST", "/interrupt", body, s.postInterrupt)
+	route("GET", "/history", body, s.getHistory)
+	route("GET", "/history/{prompt_id}", body, s.getHistoryEntry)
+	route("POST", "/history", body, s.postHistory)
+	route("GET", "/object_info", body, s.getObjectInfo)
+	route("GET", "/object_info/{node_class}", body, s.getObjectInfoClass)
+	route("POST", "/upload/image", upload, s.postUploadImage)
+	route("GET", "/view", body, s.getView)
+	route("GET", "/features", body, s.getFeatures)
+	route("GET", "/system_stats", body, s.getSystemStats)
+	route("GET", "/ws", 0, s.ws)
+	return mux
+}
+
+func (s *server) ws(w http.ResponseWriter, r *http.Request) {
+	if s.opts.WS == nil {
+		http.NotFound(w, r)
+		return
+	}
+	s.opts.WS.ServeHTTP(w, r)
+}
+
+// Error types of requests refused before they reach the executor.
+const (
+	typeInvalidRequest  = "invalid_request"
+	typeRequestTooLarge = "request_too_large"
+	typeNoExecutor      = "no_executor"
+)
+
+// limitBody refuses a body over limit: at once when Content-Length says so,
+// and while reading otherwise (handlers answer 413 on *http.MaxBytesError).
+func (s *server) limitBody(limit int64, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > limit {
+			s.tooLarge(w, r.ContentLength, limit)
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
+		h.ServeHTTP(w, r)
+	})
+}
+
+func (s *server) tooLarge(w http.ResponseWriter, size, limit int64) {
+	details := fmt.Sprintf("limit %d bytes", limit)
+	if size > 0 {
+		details = fmt.Sprintf("body of %d bytes exceeds limit %d", size, limit)
+	}
+	verr := executor.NewValidationError(typeRequestTooLarge, fmt.Sprintf("Request body exceeds the limit of %d bytes", limit), details)
+	verr.Detail.ExtraInfo["limit"] = limit
+	writeJSON(w, http.StatusRequestEntityTooLarge, verr)
+}
+
+// bodyError answers a failed body read: 413 over the limit, 400 otherwise.
+func (s *server) bodyError(w http.ResponseWriter, err error, what string) {
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		s.tooLarge(w, 0, mbe.Limit)
+		return
+	}
+	writeError(w, http.StatusBadRequest, typeInvalidRequest, what, err.Error())
+}
+
+// writeError answers with ComfyUI's error shape: {"error":{...},"node_errors":{}}.
+func writeError(w http.ResponseWriter, status int, typ, message, details string) {
+	writeJSON(w, status, executor.NewValidationError(typ, message, details))
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status = http.StatusInternalServerError
+		b, _ = json.Marshal(executor.NewValidationError("internal_error", "Cannot encode the answer", err.Error()))
+	}
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}

@@ -1,0 +1,134 @@
+package api
+
+import (
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/nodecast/nodecast/host/supervisor"
+	"github.com/nodecast/nodecast/plugins"
+)
+
+// imageExtensions are the files listed as choices of image_upload inputs.
+var imageExtensions = map[string]bool{
+	".png": true, ".jpg": true, ".jpeg": true, ".webp": true, ".gif": true,
+	".bmp": true, ".tif": true, ".tiff": true,
+}
+
+func (s *server) classes() []supervisor.Class {
+	if s.opts.Classes == nil {
+		return nil
+	}
+	return s.opts.Classes()
+}
+
+func (s *server) getObjectInfo(w http.ResponseWriter, r *http.Request) {
+	files := s.inputFiles()
+	out := map[string]any{}
+	for _, c := range s.classes() {
+		out[c.Spec.ClassType] = nodeInfo(c.Spec, files)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *server) getObjectInfoClass(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("node_class")
+	out := map[string]any{}
+	for _, c := range s.classes() {
+		if c.Spec.ClassType == name {
+			out[name] = nodeInfo(c.Spec, s.inputFiles())
+			break
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// inputFiles lists the image files of the input folder, sorted, as
+// ComfyUI's LoadImage offers them.
+func (s *server) inputFiles() []string {
+	entries, err := os.ReadDir(s.opts.InputDir)
+	if err != nil {
+		return []string{}
+	}
+	files := []string{}
+	for _, e := range entries {
+		if e.Type().IsRegular() && imageExtensions[strings.ToLower(filepath.Ext(e.Name()))] {
+			files = append(files, e.Name())
+		}
+	}
+	sort.Strings(files)
+	return files
+}
+
+// nodeInfo is ComfyUI's /object_info entry of a class.
+func nodeInfo(spec plugins.Spec, inputFiles []string) map[string]any {
+	required, optional := map[string]any{}, map[string]any{}
+	requiredOrder, optionalOrder := []string{}, []string{}
+	for _, in := range spec.Inputs {
+		entry := inputEntry(in, inputFiles)
+		if in.Optional {
+			optional[in.Name] = entry
+			optionalOrder = append(optionalOrder, in.Name)
+		} else {
+			required[in.Name] = entry
+			requiredOrder = append(requiredOrder, in.Name)
+		}
+	}
+	input := map[string]any{"required": required}
+	order := map[string]any{"required": requiredOrder}
+	if len(optional) > 0 {
+		input["optional"] = optional
+		order["optional"] = optionalOrder
+	}
+	outputs, names, isList := []string{}, []string{}, []bool{}
+	for _, o := range spec.Outputs {
+		outputs = append(outputs, o.Type)
+		name := o.Name
+		if name == "" {
+			name = o.Type
+		}
+		names = append(names, name)
+		isList = append(isList, false)
+	}
+	display := spec.DisplayName
+	if display == "" {
+		display = spec.ClassType
+	}
+	category := spec.Category
+	if category == "" {
+		category = "nodecast"
+	}
+	return map[string]any{
+		"input":          input,
+		"input_order":    order,
+		"output":         outputs,
+		"output_is_list": isList,
+		"output_name":    names,
+		"name":           spec.ClassType,
+		"display_name":   display,
+		"description":    spec.Description,
+		"python_module":  "nodecast",
+		"category":       category,
+		"output_node":    spec.OutputNode,
+	}
+}
+
+// inputEntry is ComfyUI's [type_or_choices, options] (just [type] without
+// options). image_upload inputs offer the input folder's files.
+func inputEntry(in plugins.Input, inputFiles []string) []any {
+	var typ any = in.Type
+	switch {
+	case in.Options["image_upload"] == true:
+		typ = inputFiles
+	case len(in.Choices) > 0:
+		typ = in.Choices
+	case in.Type == "":
+		typ = "*"
+	}
+	if len(in.Options) == 0 {
+		return []any{typ}
+	}
+	return []any{typ, in.Options}
+}

@@ -1,0 +1,255 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+
+	"github.com/nodecast/nodecast/host/executor"
+	"github.com/nodecast/nodecast/protocol"
+)
+
+// readObject reads a JSON object body. An empty body is an empty object when
+// emptyOK; numbers are kept as json.Number so large seeds survive.
+func (s *server) readObject(w http.ResponseWriter, r *http.Request, emptyOK bool) (map[string]json.RawMessage, bool) {
+	raw, err := io.ReadAll(r.Body)
+	if err != nil {
+		s.bodyError(w, err, "Cannot read the request body")
+		return nil, false
+	}
+	if len(bytes.TrimSpace(raw)) == 0 {
+		if emptyOK {
+			return map[string]json.RawMessage{}, true
+		}
+		writeError(w, http.StatusBadRequest, executor.TypeInvalidPrompt, "Request body is empty; want a JSON object", "")
+		return nil, false
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &fields); err != nil || fields == nil {
+		msg := "Request body is not a JSON object"
+		if err != nil {
+			msg = "Request body is not valid JSON: " + err.Error()
+		}
+		writeError(w, http.StatusBadRequest, executor.TypeInvalidPrompt, msg, "")
+		return nil, false
+	}
+	return fields, true
+}
+
+func decodeNumbers(raw json.RawMessage, dst any) error {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	return dec.Decode(dst)
+}
+
+func isNull(raw json.RawMessage) bool { return string(bytes.TrimSpace(raw)) == "null" }
+
+func (s *server) noExecutor(w http.ResponseWriter) bool {
+	if s.opts.Executor == nil {
+		writeError(w, http.StatusServiceUnavailable, typeNoExecutor, "This server runs no prompts", "")
+		return true
+	}
+	return false
+}
+
+// postPrompt queues {"prompt":{...}} or {"workflow":"name"}, with optional
+// client_id, prompt_id, extra_data and front.
+func (s *server) postPrompt(w http.ResponseWriter, r *http.Request) {
+	if s.noExecutor(w) {
+		return
+	}
+	fields, ok := s.readObject(w, r, false)
+	if !ok {
+		return
+	}
+	var req executor.Request
+	bad := func(field, want string) {
+		writeError(w, http.StatusBadRequest, executor.TypeInvalidPrompt, fmt.Sprintf("%q must be %s", field, want), string(fields[field]))
+	}
+	if raw, has := fields["prompt"]; has && !isNull(raw) {
+		var p map[string]any
+		if err := decodeNumbers(raw, &p); err != nil || p == nil {
+			bad("prompt", "a JSON object of nodes ({node_id: {class_type, inputs}})")
+			return
+		}
+		req.Prompt = p
+	}
+	// A string names a configured workflow; ComfyUI's front end puts its own
+	// (UI-format) workflow in extra_data, so anything else here is ignored.
+	if raw, has := fields["workflow"]; has {
+		_ = json.Unmarshal(raw, &req.Workflow)
+	}
+	if raw, has := fields["client_id"]; has && !isNull(raw) {
+		if err := json.Unmarshal(raw, &req.ClientID); err != nil {
+			bad("client_id", "a string")
+			return
+		}
+	}
+	if raw, has := fields["prompt_id"]; has && !isNull(raw) {
+		var id any
+		if err := decodeNumbers(raw, &id); err != nil {
+			bad("prompt_id", "a string")
+			return
+		}
+		switch v := id.(type) {
+		case string:
+			req.PromptID = v
+		case json.Number:
+			req.PromptID = v.String()
+		default:
+			bad("prompt_id", "a string")
+			return
+		}
+	}
+	if raw, has := fields["extra_data"]; has && !isNull(raw) {
+		if err := decodeNumbers(raw, &req.ExtraData); err != nil || req.ExtraData == nil {
+			bad("extra_data", "a JSON object")
+			return
+		}
+	}
+	if raw, has := fields["front"]; has && !isNull(raw) {
+		if err := json.Unmarshal(raw, &req.Front); err != nil {
+			bad("front", "true or false")
+			return
+		}
+	}
+	acc, verr := s.opts.Executor.Submit(r.Context(), req)
+	if verr != nil {
+		status := http.StatusBadRequest
+		if verr.Detail.Type == executor.TypeQueueClosed {
+			status = http.StatusServiceUnavailable
+		}
+		s.log.Debug("prompt refused", "type", verr.Detail.Type, "message", verr.Detail.Message)
+		writeJSON(w, status, verr)
+		return
+	}
+	if acc.NodeErrors == nil {
+		acc.NodeErrors = map[string]executor.NodeError{}
+	}
+	writeJSON(w, http.StatusOK, acc)
+}
+
+func (s *server) getPrompt(w http.ResponseWriter, r *http.Request) {
+	n := 0
+	if s.opts.Executor != nil {
+		n = s.opts.Executor.QueueRemaining()
+	}
+	writeJSON(w, http.StatusOK, protocol.Status{ExecInfo: protocol.ExecInfo{QueueRemaining: n}})
+}
+
+func (s *server) getQueue(w http.ResponseWriter, r *http.Request) {
+	running, pending := []executor.QueueItem{}, []executor.QueueItem{}
+	if s.opts.Executor != nil {
+		running, pending = s.opts.Executor.Queue()
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"queue_running": running, "queue_pending": pending})
+}
+
+// clearAndDelete reads {"clear": bool, "delete": [ids]}, ComfyUI's body of
+// POST /queue and POST /history.
+func (s *server) clearAndDelete(w http.ResponseWriter, r *http.Request) (clearAll bool, ids []string, ok bool) {
+	fields, ok := s.readObject(w, r, true)
+	if !ok {
+		return false, nil, false
+	}
+	if raw, has := fields["clear"]; has && !isNull(raw) {
+		if err := json.Unmarshal(raw, &clearAll); err != nil {
+			writeError(w, http.StatusBadRequest, typeInvalidRequest, `"clear" must be true or false`, string(raw))
+			return false, nil, false
+		}
+	}
+	if raw, has := fields["delete"]; has && !isNull(raw) {
+		if err := json.Unmarshal(raw, &ids); err != nil {
+			writeError(w, http.StatusBadRequest, typeInvalidRequest, `"delete" must be a list of prompt ids`, string(raw))
+			return false, nil, false
+		}
+	}
+	return clearAll, ids, true
+}
+
+func (s *server) postQueue(w http.ResponseWriter, r *http.Request) {
+	if s.noExecutor(w) {
+		return
+	}
+	clearAll, ids, ok := s.clearAndDelete(w, r)
+	if !ok {
+		return
+	}
+	if clearAll {
+		s.opts.Executor.ClearQueue()
+	}
+	if len(ids) > 0 {
+		s.opts.Executor.DeleteQueued(ids...)
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+// postInterrupt stops the running prompt; with {"prompt_id"} only when that
+// prompt is the one running. A body that is not JSON means a global
+// interrupt, as in ComfyUI.
+func (s *server) postInterrupt(w http.ResponseWriter, r *http.Request) {
+	if s.noExecutor(w) {
+		return
+	}
+	raw, err := io.ReadAll(r.Body)
+	if err != nil {
+		s.bodyError(w, err, "Cannot read the request body")
+		return
+	}
+	var body struct {
+		PromptID string `json:"prompt_id"`
+	}
+	_ = json.Unmarshal(raw, &body)
+	s.opts.Executor.Interrupt(body.PromptID)
+	w.WriteHeader(http.StatusOK)
+}
+
+func (s *server) getHistory(w http.ResponseWriter, r *http.Request) {
+	maxItems, offset := -1, -1
+	for name, dst := range map[string]*int{"max_items": &maxItems, "offset": &offset} {
+		if v := r.URL.Query().Get(name); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				writeError(w, http.StatusBadRequest, typeInvalidRequest, fmt.Sprintf("%s must be an integer", name), v)
+				return
+			}
+			*dst = n
+		}
+	}
+	if s.opts.Executor == nil {
+		writeJSON(w, http.StatusOK, map[string]any{})
+		return
+	}
+	writeJSON(w, http.StatusOK, s.opts.Executor.History(maxItems, offset))
+}
+
+func (s *server) getHistoryEntry(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("prompt_id")
+	out := map[string]executor.HistoryEntry{}
+	if s.opts.Executor != nil {
+		if entry, ok := s.opts.Executor.HistoryEntry(id); ok {
+			out[id] = entry
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *server) postHistory(w http.ResponseWriter, r *http.Request) {
+	if s.noExecutor(w) {
+		return
+	}
+	clearAll, ids, ok := s.clearAndDelete(w, r)
+	if !ok {
+		return
+	}
+	if clearAll {
+		s.opts.Executor.ClearHistory()
+	}
+	if len(ids) > 0 {
+		s.opts.Executor.DeleteHistory(ids...)
+	}
+	w.WriteHeader(http.StatusOK)
+}

@@ -1,0 +1,499 @@
+package config
+
+import (
+	"bytes"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/nodecast/nodecast/host/executor"
+	"github.com/nodecast/nodecast/protocol"
+)
+
+// ErrConfig is wrapped by every *Error.
+var ErrConfig = errors.New("config: invalid configuration")
+
+// Error is a refused configuration: the file, the key (a dotted path such as
+// "workflows.portrait.nodes.9.event"; "" for the file as a whole), the line
+// when known, and why.
+type Error struct {
+	File   string
+	Key    string
+	Line   int // 0 when unknown
+	Reason string
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString("config: ")
+	b.WriteString(e.File)
+	if e.Line > 0 {
+		fmt.Fprintf(&b, ":%d", e.Line)
+	}
+	if e.Key != "" {
+		b.WriteString(": ")
+		b.WriteString(e.Key)
+	}
+	b.WriteString(": ")
+	b.WriteString(e.Reason)
+	return b.String()
+}
+
+func (e *Error) Unwrap() error { return ErrConfig }
+
+// Config is a parsed configuration file. Paths are resolved against the
+// folder of the file they were read from.
+type Config struct {
+	File         string // the file it was read from ("default.yaml" for Default)
+	Listen       string // host:port; "" = the command line decides
+	Plugins      string // plugin folder; "" = built-in packs only
+	InputDir     string // uploads and LoadImage files
+	MessageLimit int    // every WebSocket message strictly smaller; 0 = protocol.DefaultMessageLimit
+	MaxBodyBytes int64  // largest HTTP request body; 0 = the API's default
+	Defaults     NodeSettings
+	Workflows    map[string]*Workflow
+}
+
+// NodeSettings are a sender node's settings. Empty strings and nil numbers
+// are unset.
+type NodeSettings struct {
+	Event     string
+	Encoder   string
+	Wire      string
+	PartSize  *int64
+	PartLen   *int64
+	NodeLabel string
+	Format    string
+}
+
+// Inputs returns the set settings as node inputs, keyed by input name
+// (event, encoder, wire, part_size, partlen, nodelabel, format).
+func (s NodeSettings) Inputs() map[string]any {
+	m := map[string]any{}
+	for _, kv := range []struct {
+		name, value string
+	}{{"event", s.Event}, {"encoder", s.Encoder}, {"wire", s.Wire}, {"nodelabel", s.NodeLabel}, {"format", s.Format}} {
+		if kv.value != "" {
+			m[kv.name] = kv.value
+		}
+	}
+	if s.PartSize != nil {
+		m["part_size"] = *s.PartSize
+	}
+	if s.PartLen != nil {
+		m["partlen"] = *s.PartLen
+	}
+	return m
+}
+
+// Workflow is a named ComfyUI API-format prompt with per-node settings.
+type Workflow struct {
+	Name   string
+	File   string         // the resolved path of its JSON file
+	Prompt map[string]any // the decoded prompt (numbers as json.Number)
+	Nodes  map[string]NodeSettings
+}
+
+// ExecutorWorkflows returns the workflows in the executor's terms.
+func (c *Config) ExecutorWorkflows() map[string]executor.Workflow {
+	out := make(map[string]executor.Workflow, len(c.Workflows))
+	for name, w := range c.Workflows {
+		nodes := make(map[string]map[string]any, len(w.Nodes))
+		for k, s := range w.Nodes {
+			nodes[k] = s.Inputs()
+		}
+		out[name] = executor.Workflow{Prompt: w.Prompt, Nodes: nodes}
+	}
+	return out
+}
+
+//go:embed default.yaml
+var defaultYAML []byte
+
+// DefaultYAML returns the embedded default configuration's text.
+func DefaultYAML() []byte { return bytes.Clone(defaultYAML) }
+
+// Default returns the embedded configuration: the built-in node packs, no
+// plugin folder, no workflows. Its paths are relative to the working folder.
+func Default() *Config {
+	c, err := Parse("default.yaml", defaultYAML, "")
+	if err != nil { // default.yaml is part of the source and tested
+		return &Config{File: "default.yaml", Listen: "127.0.0.1:8188", InputDir: "input", Workflows: map[string]*Workflow{}}
+	}
+	return c
+}
+
+// Load reads and parses a configuration file.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &Error{File: path, Reason: "cannot read: " + errReason(err)}
+	}
+	return Parse(path, data, filepath.Dir(path))
+}
+
+// Parse parses a configuration named name (for errors); relative paths in it
+// are resolved against baseDir ("" = the working folder).
+func Parse(name string, data []byte, baseDir string) (*Config, error) {
+	p := &parser{file: name, baseDir: baseDir}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, p.yamlError(err)
+	}
+	c := &Config{File: name, Workflows: map[string]*Workflow{}}
+	if doc.Kind == 0 || len(doc.Content) == 0 { // an empty file
+		return c, nil
+	}
+	root := doc.Content[0]
+	if root.Kind == yaml.ScalarNode && root.Tag == "!!null" {
+		return c, nil
+	}
+	err := p.mapping(root, "", map[string]func(string, *yaml.Node) error{
+		"listen":  func(k string, n *yaml.Node) error { return p.str(n, k, &c.Listen) },
+		"plugins": func(k string, n *yaml.Node) error { return p.path(n, k, &c.Plugins) },
+		"input_dir": func(k string, n *yaml.Node) error {
+			return p.path(n, k, &c.InputDir)
+		},
+		"message_limit": func(k string, n *yaml.Node) error {
+			v, err := p.nonNegative(n, k)
+			if err == nil && v > 0 && v < 1024 {
+				return p.errAt(n, k, fmt.Sprintf("%d is too small to carry any message (want 0 for the default, or at least 1024)", v))
+			}
+			c.MessageLimit = int(v)
+			return err
+		},
+		"max_body_bytes": func(k string, n *yaml.Node) error {
+			v, err := p.nonNegative(n, k)
+			c.MaxBodyBytes = v
+			return err
+		},
+		"defaults": func(k string, n *yaml.Node) error { return p.settings(n, k, &c.Defaults) },
+		"workflows": func(k string, n *yaml.Node) error {
+			return p.eachKey(n, k, func(name string, key string, wn *yaml.Node) error {
+				w, err := p.workflow(name, key, wn)
+				if err != nil {
+					return err
+				}
+				c.Workflows[name] = w
+				return nil
+			})
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// parser walks the YAML tree, so every error can name its key and line.
+type parser struct {
+	file    string
+	baseDir string
+}
+
+func (p *parser) errAt(n *yaml.Node, key, reason string) *Error {
+	line := 0
+	if n != nil {
+		line = n.Line
+	}
+	return &Error{File: p.file, Key: key, Line: line, Reason: reason}
+}
+
+var yamlLine = regexp.MustCompile(`line (\d+)`)
+
+// yamlError turns a YAML syntax error into an *Error with its line.
+func (p *parser) yamlError(err error) *Error {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	e := &Error{File: p.file, Reason: "bad YAML: " + msg}
+	if m := yamlLine.FindStringSubmatch(msg); m != nil {
+		e.Line, _ = strconv.Atoi(m[1])
+	}
+	return e
+}
+
+func join(prefix, key string) string {
+	if prefix == "" {
+		return key
+	}
+	return prefix + "." + key
+}
+
+// eachKey calls f for every key of a mapping, refusing duplicates.
+func (p *parser) eachKey(n *yaml.Node, key string, f func(name, key string, v *yaml.Node) error) error {
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		return nil
+	}
+	if n.Kind != yaml.MappingNode {
+		return p.errAt(n, key, "want a mapping of keys to values")
+	}
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if k.Kind != yaml.ScalarNode {
+			return p.errAt(k, key, "keys must be plain strings")
+		}
+		if seen[k.Value] {
+			return p.errAt(k, join(key, k.Value), "duplicate key")
+		}
+		seen[k.Value] = true
+		if err := f(k.Value, join(key, k.Value), v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// mapping decodes a mapping with a fixed set of keys; any other key is an error.
+func (p *parser) mapping(n *yaml.Node, key string, fields map[string]func(key string, v *yaml.Node) error) error {
+	return p.eachKey(n, key, func(name, k string, v *yaml.Node) error {
+		f, ok := fields[name]
+		if !ok {
+			known := make([]string, 0, len(fields))
+			for f := range fields {
+				known = append(known, f)
+			}
+			sort.Strings(known)
+			return p.errAt(v, k, fmt.Sprintf("unknown key %q (known keys here: %s)", name, strings.Join(known, ", ")))
+		}
+		return f(k, v)
+	})
+}
+
+func (p *parser) str(n *yaml.Node, key string, dst *string) error {
+	if n.Kind != yaml.ScalarNode || n.Tag == "!!null" || (n.Tag != "!!str" && n.Tag != "!!int" && n.Tag != "!!float") {
+		return p.errAt(n, key, fmt.Sprintf("want a string, got %s", describe(n)))
+	}
+	*dst = n.Value
+	return nil
+}
+
+// path reads a path and resolves it against the config file's folder.
+func (p *parser) path(n *yaml.Node, key string, dst *string) error {
+	var s string
+	if err := p.str(n, key, &s); err != nil {
+		return err
+	}
+	*dst = p.resolve(s)
+	return nil
+}
+
+func (p *parser) resolve(s string) string {
+	if s == "" {
+		return ""
+	}
+	if filepath.IsAbs(s) || p.baseDir == "" {
+		return filepath.Clean(s)
+	}
+	return filepath.Join(p.baseDir, s)
+}
+
+func (p *parser) nonNegative(n *yaml.Node, key string) (int64, error) {
+	var v int64
+	if n.Kind != yaml.ScalarNode || n.Tag != "!!int" || n.Decode(&v) != nil {
+		return 0, p.errAt(n, key, fmt.Sprintf("want a whole number, got %s", describe(n)))
+	}
+	if v < 0 {
+		return 0, p.errAt(n, key, fmt.Sprintf("%d is negative", v))
+	}
+	return v, nil
+}
+
+// settings decodes a sender node's settings and checks each.
+func (p *parser) settings(n *yaml.Node, key string, s *NodeSettings) error {
+	return p.mapping(n, key, map[string]func(string, *yaml.Node) error{
+		"event": func(k string, v *yaml.Node) error {
+			if err := p.str(v, k, &s.Event); err != nil {
+				return err
+			}
+			if err := protocol.ValidateEventName(s.Event); err != nil {
+				return p.errAt(v, k, "bad event name: "+strings.TrimPrefix(err.Error(), "protocol: "))
+			}
+			return nil
+		},
+		"encoder": func(k string, v *yaml.Node) error {
+			if err := p.str(v, k, &s.Encoder); err != nil {
+				return err
+			}
+			if s.Encoder == "" {
+				return p.errAt(v, k, "empty encoder name")
+			}
+			return nil
+		},
+		"wire": func(k string, v *yaml.Node) error {
+			if err := p.str(v, k, &s.Wire); err != nil {
+				return err
+			}
+			if _, err := protocol.ParseWire(s.Wire); err != nil {
+				return p.errAt(v, k, fmt.Sprintf("unknown wire %q (want comfy, b64parts or parts)", s.Wire))
+			}
+			return nil
+		},
+		"part_size": func(k string, v *yaml.Node) error {
+			x, err := p.nonNegative(v, k)
+			s.PartSize = &x
+			return err
+		},
+		"partlen": func(k string, v *yaml.Node) error {
+			x, err := p.nonNegative(v, k)
+			s.PartLen = &x
+			return err
+		},
+		"nodelabel": func(k string, v *yaml.Node) error { return p.str(v, k, &s.NodeLabel) },
+		"format":    func(k string, v *yaml.Node) error { return p.str(v, k, &s.Format) },
+	})
+}
+
+// workflow decodes a workflow entry, reads its JSON file and checks that
+// every node key names a node of it.
+func (p *parser) workflow(name, key string, n *yaml.Node) (*Workflow, error) {
+	w := &Workflow{Name: name, Nodes: map[string]NodeSettings{}}
+	var nodesNode *yaml.Node
+	var fileNode *yaml.Node
+	err := p.mapping(n, key, map[string]func(string, *yaml.Node) error{
+		"file": func(k string, v *yaml.Node) error {
+			fileNode = v
+			return p.path(v, k, &w.File)
+		},
+		"nodes": func(k string, v *yaml.Node) error {
+			nodesNode = v
+			return p.eachKey(v, k, func(nodeKey, k2 string, sn *yaml.Node) error {
+				var s NodeSettings
+				if err := p.settings(sn, k2, &s); err != nil {
+					return err
+				}
+				w.Nodes[nodeKey] = s
+				return nil
+			})
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	if fileNode == nil || w.File == "" {
+		return nil, p.errAt(n, join(key, "file"), "missing: every workflow needs the ComfyUI API-format JSON file it runs")
+	}
+	prompt, reason := readPrompt(w.File)
+	if reason != "" {
+		return nil, p.errAt(fileNode, join(key, "file"), reason)
+	}
+	w.Prompt = prompt
+	ids, titles := map[string]bool{}, map[string]bool{}
+	for id, v := range prompt {
+		ids[id] = true
+		if meta, ok := v.(map[string]any)["_meta"].(map[string]any); ok {
+			if t, ok := meta["title"].(string); ok && t != "" {
+				titles[t] = true
+			}
+		}
+	}
+	if nodesNode != nil {
+		for i := 0; i+1 < len(nodesNode.Content); i += 2 {
+			k := nodesNode.Content[i]
+			if !ids[k.Value] && !titles[k.Value] {
+				return nil, p.errAt(k, join(join(key, "nodes"), k.Value), fmt.Sprintf(
+					"matches neither a node id nor a _meta.title in %s (ids: %s; titles: %s)",
+					w.File, listKeys(ids), listKeys(titles)))
+			}
+		}
+	}
+	return w, nil
+}
+
+// readPrompt reads an API-format prompt, or says why it cannot.
+func readPrompt(path string) (map[string]any, string) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Sprintf("cannot read workflow file: %s", errReason(err))
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var raw any
+	if err := dec.Decode(&raw); err != nil {
+		return nil, fmt.Sprintf("%s is not valid JSON: %v", path, err)
+	}
+	if dec.More() {
+		return nil, fmt.Sprintf("%s holds more than one JSON value", path)
+	}
+	prompt, ok := raw.(map[string]any)
+	if !ok {
+		return nil, fmt.Sprintf("%s is not a JSON object of nodes (ComfyUI's API format)", path)
+	}
+	if _, hasNodes := prompt["nodes"].([]any); hasNodes {
+		if _, hasLinks := prompt["links"]; hasLinks {
+			return nil, fmt.Sprintf("%s is a UI-format workflow; export it with \"Export (API)\" to get the API format", path)
+		}
+	}
+	if len(prompt) == 0 {
+		return nil, fmt.Sprintf("%s has no nodes", path)
+	}
+	for _, id := range slicesSorted(maps.Keys(prompt)) {
+		node, ok := prompt[id].(map[string]any)
+		if !ok {
+			return nil, fmt.Sprintf("%s: node %q is not an object", path, id)
+		}
+		if ct, ok := node["class_type"].(string); !ok || ct == "" {
+			return nil, fmt.Sprintf("%s: node %q has no class_type (is it ComfyUI's API format?)", path, id)
+		}
+		if in, has := node["inputs"]; has {
+			if _, ok := in.(map[string]any); !ok {
+				return nil, fmt.Sprintf("%s: node %q: inputs is not an object", path, id)
+			}
+		}
+	}
+	return prompt, ""
+}
+
+func slicesSorted(seq func(func(string) bool)) []string {
+	var out []string
+	for k := range seq {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func listKeys(m map[string]bool) string {
+	if len(m) == 0 {
+		return "none"
+	}
+	ks := slicesSorted(maps.Keys(m))
+	for i, k := range ks {
+		ks[i] = strconv.Quote(k)
+	}
+	return strings.Join(ks, ", ")
+}
+
+// describe names a YAML value for an error message.
+func describe(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.ScalarNode:
+		if n.Tag == "!!null" {
+			return "nothing"
+		}
+		return strconv.Quote(n.Value)
+	}
+	return "an unsupported value"
+}
+
+// errReason strips the Go operation prefix of a file error.
+func errReason(err error) string {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Path + ": " + pe.Err.Error()
+	}
+	return err.Error()
+}

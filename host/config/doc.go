@@ -1,0 +1,9 @@
+// Package config reads nodecast's YAML configuration file: where to listen,
+// the plugin and input folders, message and body limits, the host's default
+// settings for sender nodes, and named workflows (ComfyUI API-format JSON
+// files) with per-node settings (event, encoder, wire, part size) keyed by
+// node id or _meta.title. Decoding is strict: a bad file is refused with a
+// *Error that names the file, the key and the reason.
+//
+// It must never import sendimage or a node implementation.
+package config
