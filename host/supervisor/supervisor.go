@@ -1,0 +1,476 @@
+package supervisor
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nodecast/nodecast/plugins"
+	"github.com/nodecast/nodecast/protocol"
+)
+
+// Sentinel errors.
+var (
+	ErrUnknownClass = errors.New("supervisor: unknown node class")
+	ErrTensorLost   = errors.New("supervisor: tensor lost with a restarted plugin")
+	ErrBreakerOpen  = errors.New("supervisor: plugin crash loop, breaker open")
+	ErrClosed       = errors.New("supervisor: closed")
+)
+
+// ChecksumFile, when present in the plugin folder, lists plugin checksums in
+// sha256sum's format; a listed plugin is started only if its binary matches.
+const ChecksumFile = "SHA256SUMS"
+
+// PackSource says how to start one pack.
+type PackSource struct {
+	Name     string                    // unique; a plugin file's base name for folder plugins
+	Path     string                    // the binary, for display; empty for self-executed packs
+	Command  func() (*exec.Cmd, error) // a fresh command for every start
+	Checksum []byte                    // sha256 of the binary; nil skips the check
+}
+
+// Options configures a Supervisor. The zero value starts nothing.
+type Options struct {
+	Packs     []PackSource // packs started first, in order (the built-in pack)
+	PluginDir string       // every executable regular file in it is a pack; a missing folder is fine
+	Env       []string     // extra environment for every plugin (KEY=VALUE)
+	Logger    *slog.Logger // nil = slog.Default()
+	// A plugin that needed MaxRestarts restarts within RestartWindow is not
+	// started again until the window has passed; calls fail with ErrBreakerOpen.
+	MaxRestarts   int           // 0 = 3
+	RestartWindow time.Duration // 0 = 1 minute
+	StartTimeout  time.Duration // 0 = 30 s
+}
+
+// Supervisor owns the plugin processes and the node registry.
+type Supervisor struct {
+	opts    Options
+	log     *slog.Logger
+	packs   []*pack
+	byName  map[string]*pack
+	classes map[string]Class
+
+	mu     sync.Mutex
+	closed bool
+}
+
+// pack is one plugin: its source and, while it runs, its process.
+type pack struct {
+	s   *Supervisor
+	src PackSource
+
+	mu       sync.Mutex
+	proc     *plugins.Process
+	gen      int
+	restarts []time.Time
+}
+
+// Start starts every pack, asks each for its node classes and builds the
+// registry. Any failure stops all that was started and is returned: a host
+// must not come up with half its nodes.
+func Start(ctx context.Context, opts Options) (*Supervisor, error) {
+	if opts.MaxRestarts == 0 {
+		opts.MaxRestarts = 3
+	}
+	if opts.RestartWindow == 0 {
+		opts.RestartWindow = time.Minute
+	}
+	if opts.StartTimeout == 0 {
+		opts.StartTimeout = 30 * time.Second
+	}
+	s := &Supervisor{opts: opts, log: opts.Logger, byName: map[string]*pack{}, classes: map[string]Class{}}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	srcs := append([]PackSource(nil), opts.Packs...)
+	folder, err := FolderPacks(opts.PluginDir)
+	if err != nil {
+		return nil, err
+	}
+	srcs = append(srcs, folder...)
+	for _, src := range srcs {
+		if _, dup := s.byName[src.Name]; dup {
+			s.Close()
+			return nil, fmt.Errorf("supervisor: two packs named %q", src.Name)
+		}
+		p := &pack{s: s, src: src}
+		s.packs = append(s.packs, p)
+		s.byName[src.Name] = p
+		if err := s.register(ctx, p); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+func (s *Supervisor) register(ctx context.Context, p *pack) error {
+	c, _, err := p.client(ctx)
+	if err != nil {
+		return err
+	}
+	name, specs, err := c.Describe(ctx)
+	if err != nil {
+		return fmt.Errorf("supervisor: pack %s: describe: %w", p.src.Name, err)
+	}
+	for _, spec := range specs {
+		if prev, dup := s.classes[spec.ClassType]; dup {
+			return fmt.Errorf("supervisor: node class %q is served by both pack %s and pack %s", spec.ClassType, prev.Pack, p.src.Name)
+		}
+		s.classes[spec.ClassType] = Class{Spec: spec, Pack: p.src.Name}
+	}
+	s.log.Info("plugin pack loaded", "pack", p.src.Name, "declared", name, "classes", len(specs), "path", p.src.Path)
+	return nil
+}
+
+// FolderPacks lists the plugin binaries in dir: executable regular files, by
+// name. A missing folder gives none; a path that is not a folder is an error.
+// When dir holds ChecksumFile, the binaries it lists carry their checksum.
+func FolderPacks(dir string) ([]PackSource, error) {
+	if dir == "" {
+		return nil, nil
+	}
+	fi, err := os.Stat(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("supervisor: plugin folder: %w", err)
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("supervisor: plugin folder %s is not a folder", dir)
+	}
+	sums, err := readChecksums(filepath.Join(dir, ChecksumFile))
+	if err != nil {
+		return nil, err
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("supervisor: plugin folder: %w", err)
+	}
+	var out []PackSource
+	for _, e := range entries {
+		info, err := e.Info()
+		if err != nil || !info.Mode().IsRegular() || info.Mode().Perm()&0o111 == 0 {
+			continue
+		}
+		path, err := filepath.Abs(filepath.Join(dir, e.Name()))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, PackSource{
+			Name:     e.Name(),
+			Path:     path,
+			Command:  func() (*exec.Cmd, error) { return exec.Command(path), nil },
+			Checksum: sums[e.Name()],
+		})
+	}
+	return out, nil
+}
+
+func readChecksums(path string) (map[string][]byte, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("supervisor: %w", err)
+	}
+	defer f.Close()
+	sums := map[string][]byte{}
+	sc := bufio.NewScanner(f)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		hexsum, name, ok := strings.Cut(line, " ")
+		sum, err := hex.DecodeString(hexsum)
+		if !ok || err != nil || len(sum) != sha256.Size {
+			return nil, fmt.Errorf("supervisor: %s line %d: want \"<64 hex digits>  <file>\"", path, n)
+		}
+		sums[strings.TrimLeft(strings.TrimSpace(name), "*")] = sum
+	}
+	return sums, sc.Err()
+}
+
+// client returns the pack's running client, starting or restarting the
+// process first when it is not running.
+func (p *pack) client(ctx context.Context) (*plugins.PackClient, int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.proc != nil && !p.proc.Exited() {
+		return p.proc.Client(), p.gen, nil
+	}
+	if p.s.isClosed() {
+		return nil, 0, ErrClosed
+	}
+	if p.proc != nil { // it died: this start is a restart
+		now := time.Now()
+		recent := p.restarts[:0]
+		for _, t := range p.restarts {
+			if now.Sub(t) < p.s.opts.RestartWindow {
+				recent = append(recent, t)
+			}
+		}
+		p.restarts = recent
+		if len(recent) >= p.s.opts.MaxRestarts {
+			return nil, 0, fmt.Errorf("%w: pack %s restarted %d times within %s; next try after %s",
+				ErrBreakerOpen, p.src.Name, len(recent), p.s.opts.RestartWindow, recent[0].Add(p.s.opts.RestartWindow).Format(time.RFC3339))
+		}
+		p.restarts = append(p.restarts, now)
+		p.s.log.Warn("plugin exited, restarting", "pack", p.src.Name, "generation", p.gen)
+		p.proc.Kill()
+	}
+	cmdFn := func() *exec.Cmd {
+		cmd, err := p.src.Command()
+		if err != nil {
+			p.s.log.Error("plugin command", "pack", p.src.Name, "err", err)
+			return exec.Command("/nonexistent/" + p.src.Name)
+		}
+		cmd.Env = append(append(os.Environ(), cmd.Env...), p.s.opts.Env...)
+		return cmd
+	}
+	sctx, cancel := context.WithTimeout(ctx, p.s.opts.StartTimeout)
+	defer cancel()
+	proc, err := plugins.Start(sctx, plugins.ProcessConfig{
+		Cmd:          cmdFn,
+		Checksum:     p.src.Checksum,
+		Logger:       p.s.log.With("pack", p.src.Name),
+		StartTimeout: p.s.opts.StartTimeout,
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("supervisor: start pack %s: %w", p.src.Name, err)
+	}
+	p.proc = proc
+	p.gen++
+	return proc.Client(), p.gen, nil
+}
+
+func (s *Supervisor) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+// Class returns the class registered under name.
+func (s *Supervisor) Class(name string) (Class, bool) {
+	c, ok := s.classes[name]
+	return c, ok
+}
+
+// Classes returns every registered class, sorted by class type.
+func (s *Supervisor) Classes() []Class {
+	out := make([]Class, 0, len(s.classes))
+	for _, c := range s.classes {
+		out = append(out, c)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Spec.ClassType < out[j].Spec.ClassType })
+	return out
+}
+
+// PackInfo describes a pack for listings and tests.
+type PackInfo struct {
+	Name       string
+	Path       string
+	Pid        int // 0 when not running
+	Generation int
+	Restarts   int // within the breaker window
+}
+
+// Packs returns the packs in start order.
+func (s *Supervisor) Packs() []PackInfo {
+	out := make([]PackInfo, 0, len(s.packs))
+	for _, p := range s.packs {
+		p.mu.Lock()
+		info := PackInfo{Name: p.src.Name, Path: p.src.Path, Generation: p.gen, Restarts: len(p.restarts)}
+		if p.proc != nil && !p.proc.Exited() {
+			info.Pid = p.proc.Pid()
+		}
+		p.mu.Unlock()
+		out = append(out, info)
+	}
+	return out
+}
+
+// Run runs one node in the pack that serves its class, moving tensor inputs
+// into that pack first when they live elsewhere. A plugin that died during the
+// call is restarted and the call retried once, when its inputs survive.
+func (s *Supervisor) Run(ctx context.Context, call Call, h plugins.RunHandlers) (Result, error) {
+	cls, ok := s.classes[call.ClassType]
+	if !ok {
+		return Result{}, fmt.Errorf("%w: %q", ErrUnknownClass, call.ClassType)
+	}
+	p := s.byName[cls.Pack]
+	res, err := s.runOnce(ctx, p, call, h)
+	if err != nil && ctx.Err() == nil && errors.Is(err, plugins.ErrUnavailable) && p.waitExit(exitNoticeTimeout) && survivesRestart(p, call) {
+		s.log.Warn("plugin died during a call, retrying once", "pack", p.src.Name, "class", call.ClassType, "node", call.NodeID, "err", err)
+		res, err = s.runOnce(ctx, p, call, h)
+	}
+	return res, err
+}
+
+// survivesRestart reports whether every tensor input of call survives the
+// death of p: tensors held by the host or by another pack do, tensors that
+// lived in p do not, so such a call is not retried.
+func survivesRestart(p *pack, call Call) bool {
+	for _, v := range call.Inputs {
+		if h, ok := v.(Handle); ok && h.Pack == p.src.Name {
+			return false
+		}
+	}
+	return true
+}
+
+// exitNoticeTimeout bounds the wait for go-plugin to notice that a plugin
+// whose connection broke has exited: the broken call returns first.
+const exitNoticeTimeout = 5 * time.Second
+
+// waitExit reports whether the pack's process has exited, waiting up to
+// timeout for the exit to be noticed.
+func (p *pack) waitExit(timeout time.Duration) bool {
+	p.mu.Lock()
+	proc := p.proc
+	p.mu.Unlock()
+	if proc == nil {
+		return true
+	}
+	select {
+	case <-proc.Done():
+		return true
+	case <-time.After(timeout):
+		return proc.Exited()
+	}
+}
+
+func (s *Supervisor) runOnce(ctx context.Context, p *pack, call Call, h plugins.RunHandlers) (Result, error) {
+	c, gen, err := p.client(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	inputs := make(map[string]any, len(call.Inputs))
+	var temps []string // tensors put into p for this call only
+	defer func() {
+		if len(temps) > 0 {
+			_ = c.Release(context.WithoutCancel(ctx), temps...)
+		}
+	}()
+	for name, v := range call.Inputs {
+		switch v := v.(type) {
+		case Handle:
+			if v.Pack == p.src.Name {
+				if v.Gen != gen {
+					return Result{}, fmt.Errorf("%w: input %q of node %s was made by pack %s generation %d, now %d",
+						ErrTensorLost, name, call.NodeID, v.Pack, v.Gen, gen)
+				}
+				inputs[name] = v.Ref
+				continue
+			}
+			t, err := s.Fetch(ctx, v)
+			if err != nil {
+				return Result{}, fmt.Errorf("supervisor: input %q of node %s: %w", name, call.NodeID, err)
+			}
+			ref, err := c.PutTensor(ctx, t)
+			if err != nil {
+				return Result{}, fmt.Errorf("supervisor: input %q of node %s: %w", name, call.NodeID, err)
+			}
+			temps = append(temps, ref.ID)
+			inputs[name] = ref
+		case *protocol.Tensor:
+			ref, err := c.PutTensor(ctx, v)
+			if err != nil {
+				return Result{}, fmt.Errorf("supervisor: input %q of node %s: %w", name, call.NodeID, err)
+			}
+			temps = append(temps, ref.ID)
+			inputs[name] = ref
+		default:
+			inputs[name] = v
+		}
+	}
+	res, err := c.Run(ctx, plugins.RunRequest{
+		ClassType: call.ClassType, NodeID: call.NodeID, PromptID: call.PromptID,
+		Inputs: inputs, Limits: call.Limits,
+	}, h)
+	if err != nil {
+		return Result{}, err
+	}
+	out := Result{UI: res.UI, Outputs: make([]any, len(res.Outputs))}
+	for i, v := range res.Outputs {
+		if ref, ok := v.(plugins.TensorRef); ok {
+			out.Outputs[i] = Handle{Pack: p.src.Name, Gen: gen, Ref: ref}
+		} else {
+			out.Outputs[i] = v
+		}
+	}
+	return out, nil
+}
+
+// Fetch copies a tensor out of the plugin that holds it.
+func (s *Supervisor) Fetch(ctx context.Context, h Handle) (*protocol.Tensor, error) {
+	p, ok := s.byName[h.Pack]
+	if !ok {
+		return nil, fmt.Errorf("supervisor: no pack %q", h.Pack)
+	}
+	c, gen, err := p.client(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if gen != h.Gen {
+		return nil, fmt.Errorf("%w: pack %s generation %d, now %d", ErrTensorLost, h.Pack, h.Gen, gen)
+	}
+	return c.GetTensor(ctx, h.Ref)
+}
+
+// Release lets the plugins forget tensors. Handles of dead generations are
+// already gone and skipped.
+func (s *Supervisor) Release(ctx context.Context, hs ...Handle) {
+	byPack := map[*pack][]string{}
+	for _, h := range hs {
+		if p, ok := s.byName[h.Pack]; ok {
+			p.mu.Lock()
+			live := p.proc != nil && !p.proc.Exited() && p.gen == h.Gen
+			p.mu.Unlock()
+			if live {
+				byPack[p] = append(byPack[p], h.Ref.ID)
+			}
+		}
+	}
+	for p, ids := range byPack {
+		p.mu.Lock()
+		proc := p.proc
+		p.mu.Unlock()
+		if err := proc.Client().Release(ctx, ids...); err != nil {
+			s.log.Debug("release tensors", "pack", p.src.Name, "err", err)
+		}
+	}
+}
+
+// Close kills every plugin process.
+func (s *Supervisor) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, p := range s.packs {
+		p.mu.Lock()
+		proc := p.proc
+		p.mu.Unlock()
+		if proc != nil {
+			wg.Add(1)
+			go func() { defer wg.Done(); proc.Kill() }()
+		}
+	}
+	wg.Wait()
+	return nil
+}

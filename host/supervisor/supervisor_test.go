@@ -1,0 +1,263 @@
+package supervisor_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nodecast/nodecast/host/supervisor"
+	"github.com/nodecast/nodecast/plugins"
+	"github.com/nodecast/nodecast/protocol"
+)
+
+// The test binary doubles as two plugin packs, started as real subprocesses.
+func TestMain(m *testing.M) {
+	if plugins.ServeSelfPack(
+		plugins.Pack{Name: "alpha", Nodes: []plugins.Node{makeNode{}, crashNode{}, crashOnceNode{}}},
+		plugins.Pack{Name: "beta", Nodes: []plugins.Node{sumNode{}}},
+		plugins.Pack{Name: "clash", Nodes: []plugins.Node{sumNode{}}},
+	) {
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func selfPack(name string) supervisor.PackSource {
+	return supervisor.PackSource{Name: name, Command: func() (*exec.Cmd, error) { return plugins.SelfPackCommand(name) }}
+}
+
+// makeNode makes a float32 IMAGE [1,h,w,3] filled with value.
+type makeNode struct{}
+
+func (makeNode) Spec() plugins.Spec {
+	return plugins.Spec{ClassType: "test.Make", Inputs: []plugins.Input{
+		{Name: "side", Type: plugins.TypeInt}, {Name: "value", Type: plugins.TypeFloat},
+	}, Outputs: []plugins.Output{{Name: "IMAGE", Type: plugins.TypeImage}}}
+}
+
+func (makeNode) Run(_ context.Context, c *plugins.Call) (plugins.Result, error) {
+	side, err := c.Int("side", 0)
+	if err != nil {
+		return plugins.Result{}, err
+	}
+	v, err := c.Float("value", 0)
+	if err != nil {
+		return plugins.Result{}, err
+	}
+	t := protocol.NewFloat32(1, int(side), int(side), 3)
+	for i, f := 0, t.Float32s(); i < len(f); i++ {
+		f[i] = float32(v)
+	}
+	return plugins.Result{Outputs: []any{t}}, nil
+}
+
+// sumNode adds up an IMAGE's elements: proof that the tensor arrived whole.
+type sumNode struct{}
+
+func (sumNode) Spec() plugins.Spec {
+	return plugins.Spec{ClassType: "test.Sum", Inputs: []plugins.Input{{Name: "image", Type: plugins.TypeImage}},
+		Outputs: []plugins.Output{{Name: "FLOAT", Type: plugins.TypeFloat}}}
+}
+
+func (sumNode) Run(_ context.Context, c *plugins.Call) (plugins.Result, error) {
+	t, err := c.Tensor("image")
+	if err != nil {
+		return plugins.Result{}, err
+	}
+	var s float64
+	for _, f := range t.Float32s() {
+		s += float64(f)
+	}
+	return plugins.Result{Outputs: []any{s}}, nil
+}
+
+// crashNode kills its own process, as a plugin with a fatal bug would.
+type crashNode struct{}
+
+func (crashNode) Spec() plugins.Spec { return plugins.Spec{ClassType: "test.Crash"} }
+func (crashNode) Run(context.Context, *plugins.Call) (plugins.Result, error) {
+	os.Exit(3)
+	return plugins.Result{}, nil
+}
+
+// crashOnceNode crashes the first time (marker file absent) and succeeds after.
+type crashOnceNode struct{}
+
+func (crashOnceNode) Spec() plugins.Spec {
+	return plugins.Spec{ClassType: "test.CrashOnce", Inputs: []plugins.Input{{Name: "marker", Type: plugins.TypeString}},
+		Outputs: []plugins.Output{{Name: "STRING", Type: plugins.TypeString}}}
+}
+
+func (crashOnceNode) Run(_ context.Context, c *plugins.Call) (plugins.Result, error) {
+	marker, _ := c.String("marker", "")
+	if _, err := os.Stat(marker); errors.Is(err, os.ErrNotExist) {
+		os.WriteFile(marker, nil, 0o644)
+		os.Exit(3)
+	}
+	return plugins.Result{Outputs: []any{"survived"}}, nil
+}
+
+func start(t *testing.T, opts supervisor.Options) *supervisor.Supervisor {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s, err := supervisor.Start(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// TestTensorMovesBetweenPacks makes a 6 MiB tensor in one plugin and consumes
+// it in another: the supervisor moves it, above gRPC's 4 MiB message limit.
+func TestTensorMovesBetweenPacks(t *testing.T) {
+	s := start(t, supervisor.Options{Packs: []supervisor.PackSource{selfPack("alpha"), selfPack("beta")}})
+	ctx := context.Background()
+	if c, ok := s.Class("test.Sum"); !ok || c.Pack != "beta" {
+		t.Fatalf("test.Sum registered as %+v, %v", c, ok)
+	}
+	made, err := s.Run(ctx, supervisor.Call{ClassType: "test.Make", NodeID: "1", Inputs: map[string]any{"side": int64(724), "value": 0.5}}, plugins.RunHandlers{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, ok := made.Outputs[0].(supervisor.Handle)
+	if !ok || h.Pack != "alpha" {
+		t.Fatalf("output %#v, want a handle into alpha", made.Outputs[0])
+	}
+	sum, err := s.Run(ctx, supervisor.Call{ClassType: "test.Sum", NodeID: "2", Inputs: map[string]any{"image": h}}, plugins.RunHandlers{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := 0.5 * 724 * 724 * 3; sum.Outputs[0] != want {
+		t.Fatalf("sum %v, want %v", sum.Outputs[0], want)
+	}
+	got, err := s.Fetch(ctx, h)
+	if err != nil || len(got.Data) != 724*724*3*4 {
+		t.Fatalf("fetch: %v, %d bytes", err, len(got.Data))
+	}
+	s.Release(ctx, h)
+	if _, err := s.Fetch(ctx, h); err == nil {
+		t.Fatal("fetch after release succeeded")
+	}
+}
+
+func TestDuplicateClassRefused(t *testing.T) {
+	_, err := supervisor.Start(context.Background(), supervisor.Options{Packs: []supervisor.PackSource{selfPack("beta"), selfPack("clash")}})
+	if err == nil || !strings.Contains(err.Error(), `"test.Sum" is served by both pack beta and pack clash`) {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestUnknownClass(t *testing.T) {
+	s := start(t, supervisor.Options{Packs: []supervisor.PackSource{selfPack("beta")}})
+	_, err := s.Run(context.Background(), supervisor.Call{ClassType: "Nope"}, plugins.RunHandlers{})
+	if !errors.Is(err, supervisor.ErrUnknownClass) {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+// TestCrashDuringCallIsRetriedOnce: a plugin that dies mid-call is restarted
+// and the call retried once; it succeeds when the second try does.
+func TestCrashDuringCallIsRetriedOnce(t *testing.T) {
+	s := start(t, supervisor.Options{Packs: []supervisor.PackSource{selfPack("alpha")}})
+	marker := filepath.Join(t.TempDir(), "crashed")
+	res, err := s.Run(context.Background(), supervisor.Call{ClassType: "test.CrashOnce", Inputs: map[string]any{"marker": marker}}, plugins.RunHandlers{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Outputs[0] != "survived" {
+		t.Fatalf("outputs %v", res.Outputs)
+	}
+	if p := s.Packs()[0]; p.Generation != 2 {
+		t.Fatalf("generation %d, want 2 after one restart", p.Generation)
+	}
+}
+
+// TestCrashLoopOpensBreaker: a plugin that keeps dying is restarted at most
+// MaxRestarts times in the window; then calls fail fast with ErrBreakerOpen.
+func TestCrashLoopOpensBreaker(t *testing.T) {
+	s := start(t, supervisor.Options{Packs: []supervisor.PackSource{selfPack("alpha")}, MaxRestarts: 2, RestartWindow: time.Hour})
+	ctx := context.Background()
+	var err error
+	for i := 0; i < 4 && !errors.Is(err, supervisor.ErrBreakerOpen); i++ {
+		_, err = s.Run(ctx, supervisor.Call{ClassType: "test.Crash"}, plugins.RunHandlers{})
+		if err == nil {
+			t.Fatal("crashing node succeeded")
+		}
+	}
+	if !errors.Is(err, supervisor.ErrBreakerOpen) || !strings.Contains(err.Error(), "restarted 2 times") {
+		t.Fatalf("err = %v, want the breaker open", err)
+	}
+	// Other classes of the pack fail fast too, while the breaker is open.
+	_, err = s.Run(ctx, supervisor.Call{ClassType: "test.Make", Inputs: map[string]any{"side": int64(1), "value": 0.0}}, plugins.RunHandlers{})
+	if !errors.Is(err, supervisor.ErrBreakerOpen) {
+		t.Fatalf("err = %v, want the breaker open", err)
+	}
+}
+
+// TestTensorLostWithRestartedPlugin: a handle into a plugin that died is a
+// clear error, not a wrong tensor.
+func TestTensorLostWithRestartedPlugin(t *testing.T) {
+	s := start(t, supervisor.Options{Packs: []supervisor.PackSource{selfPack("alpha"), selfPack("beta")}})
+	ctx := context.Background()
+	made, err := s.Run(ctx, supervisor.Call{ClassType: "test.Make", Inputs: map[string]any{"side": int64(8), "value": 1.0}}, plugins.RunHandlers{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := s.Packs()[0].Pid
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); s.Packs()[0].Pid != 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("kill not noticed")
+		}
+	}
+	_, err = s.Fetch(ctx, made.Outputs[0].(supervisor.Handle))
+	if !errors.Is(err, supervisor.ErrTensorLost) {
+		t.Fatalf("err = %v, want ErrTensorLost", err)
+	}
+}
+
+func TestPluginFolder(t *testing.T) {
+	dir := t.TempDir()
+	// Not executable, or not a file: ignored.
+	os.WriteFile(filepath.Join(dir, "README"), []byte("plugins live here"), 0o644)
+	os.Mkdir(filepath.Join(dir, "sub"), 0o755)
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "betapack")
+	// A wrapper script so the folder plugin is this test binary serving "beta".
+	script := "#!/bin/sh\n" + plugins.PackEnv + "=beta exec " + exe + "\n"
+	if err := os.WriteFile(bin, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	srcs, err := supervisor.FolderPacks(dir)
+	if err != nil || len(srcs) != 1 || srcs[0].Name != "betapack" {
+		t.Fatalf("FolderPacks = %+v, %v", srcs, err)
+	}
+	s := start(t, supervisor.Options{PluginDir: dir})
+	if c, ok := s.Class("test.Sum"); !ok || c.Pack != "betapack" {
+		t.Fatalf("class %+v %v", c, ok)
+	}
+	if srcs, err := supervisor.FolderPacks(filepath.Join(dir, "missing")); err != nil || srcs != nil {
+		t.Fatalf("missing folder: %v %v", srcs, err)
+	}
+	if _, err := supervisor.FolderPacks(bin); err == nil || !strings.Contains(err.Error(), "is not a folder") {
+		t.Fatalf("file as folder: %v", err)
+	}
+	// A malformed checksum file is refused with its line.
+	os.WriteFile(filepath.Join(dir, supervisor.ChecksumFile), []byte("nothex  betapack\n"), 0o644)
+	if _, err := supervisor.FolderPacks(dir); err == nil || !strings.Contains(err.Error(), "line 1") {
+		t.Fatalf("bad checksum file: %v", err)
+	}
+}
