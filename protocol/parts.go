@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"strconv"
@@ -70,6 +71,19 @@ func AppendPartFrame(dst []byte, h *PartHeader, data []byte) ([]byte, error) {
 // ParsePartFrame splits a PART frame and checks that its header is consistent
 // with itself and with the payload; data aliases b.
 func ParsePartFrame(b []byte) (PartHeader, []byte, error) {
+	h, data, err := decodePartFrame(b)
+	if err != nil {
+		return h, nil, err
+	}
+	if err := h.check(len(data)); err != nil {
+		return h, nil, err
+	}
+	return h, data, nil
+}
+
+// decodePartFrame splits a PART frame and decodes its header without checking
+// it, so that the Reassembler can tell which image a bad part belongs to.
+func decodePartFrame(b []byte) (PartHeader, []byte, error) {
 	var h PartHeader
 	j, data, err := splitJSONFrame(b, BinaryPart, "PART")
 	if err != nil {
@@ -77,9 +91,6 @@ func ParsePartFrame(b []byte) (PartHeader, []byte, error) {
 	}
 	if err := json.Unmarshal(j, &h); err != nil {
 		return h, nil, &FrameError{Kind: "PART", Reason: "header: " + err.Error()}
-	}
-	if err := h.check(len(data)); err != nil {
-		return h, nil, err
 	}
 	return h, data, nil
 }
@@ -99,12 +110,27 @@ func (h *PartHeader) check(n int) error {
 	case h.Offset < 0 || h.Offset > h.Size || int64(n) > h.Size-h.Offset:
 		return bad("offset " + strconv.FormatInt(h.Offset, 10) + " + " + strconv.Itoa(n) +
 			" bytes is outside the image's " + strconv.FormatInt(h.Size, 10))
+	case h.Batch < 0:
+		return bad("negative batch " + strconv.Itoa(h.Batch))
 	case h.Index < 0 || (h.Batch > 0 && h.Index >= h.Batch):
 		return bad("index " + strconv.Itoa(h.Index) + " is outside the batch of " + strconv.Itoa(h.Batch))
-	case len(h.SHA256) != 64:
-		return bad("sha256 is not 64 hex digits")
+	case !isLowerHex(h.SHA256, 64):
+		return bad("sha256 is not 64 lowercase hex digits")
 	}
 	return nil
+}
+
+// isLowerHex reports whether s is n lowercase hex digits.
+func isLowerHex(s string, n int) bool {
+	if len(s) != n {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // B64PartData is the data of a base64 JSON part message, {"type":EVENT,"data":...}.
@@ -128,24 +154,50 @@ type B64PartData struct {
 
 // MarshalB64Part returns the JSON text message that carries p as a base64 part.
 func MarshalB64Part(p *ImagePart) ([]byte, error) {
-	return json.Marshal(Message{Type: p.Event, Data: B64PartData{
+	j, err := json.Marshal(Message{Type: p.Event, Data: B64PartData{
 		NodeLabel: p.Label, ImgIdx: p.Index, PartIdx: p.Part,
-		PartB64:   base64.StdEncoding.EncodeToString(p.Data),
 		PartCount: p.Parts, Size: p.Size, MIME: p.MIME, SHA256: p.SHA256,
 		PromptID: p.PromptID, Node: p.Node, ImageID: p.ImageID, Offset: p.Offset, Batch: p.Batch,
 	}})
+	if err != nil {
+		return nil, err
+	}
+	// Splice the base64 in rather than have encoding/json escape megabytes
+	// that never need escaping. Inside a JSON string every '"' is escaped, so
+	// the first `"part_b64":""` is the key and its empty value.
+	i := bytes.Index(j, emptyPartB64)
+	if i < 0 {
+		return nil, &FrameError{Kind: "base64 part", Reason: "part_b64 missing from the marshalled message"}
+	}
+	i += len(emptyPartB64) - 1 // at the closing quote
+	out := make([]byte, len(j)+base64.StdEncoding.EncodedLen(len(p.Data)))
+	n := copy(out, j[:i])
+	base64.StdEncoding.Encode(out[n:], p.Data)
+	copy(out[n+base64.StdEncoding.EncodedLen(len(p.Data)):], j[i:])
+	return out, nil
 }
+
+var emptyPartB64 = []byte(`"part_b64":""`)
 
 // ParseB64Part decodes the data of a base64 part message of type event back
 // into an ImagePart, checking it like ParsePartFrame.
 func ParseB64Part(event string, data []byte) (ImagePart, error) {
+	p, err := decodeB64Part(event, data)
+	if err != nil {
+		return ImagePart{}, err
+	}
+	if err := p.check(len(p.Data)); err != nil {
+		return ImagePart{}, &FrameError{Kind: "base64 part", Reason: err.(*FrameError).Reason}
+	}
+	return p, nil
+}
+
+// decodeB64Part decodes a base64 part message's data without checking the
+// header, so that the Reassembler can tell which image a bad part belongs to.
+func decodeB64Part(event string, data []byte) (ImagePart, error) {
 	var d B64PartData
 	if err := json.Unmarshal(data, &d); err != nil {
 		return ImagePart{}, &FrameError{Kind: "base64 part", Reason: err.Error()}
-	}
-	raw, err := base64.StdEncoding.DecodeString(d.PartB64)
-	if err != nil {
-		return ImagePart{}, &FrameError{Kind: "base64 part", Reason: "part_b64: " + err.Error()}
 	}
 	p := ImagePart{
 		PartHeader: PartHeader{
@@ -153,10 +205,13 @@ func ParseB64Part(event string, data []byte) (ImagePart, error) {
 			Index: d.ImgIdx, Batch: d.Batch, Part: d.PartIdx, Parts: d.PartCount,
 			Offset: d.Offset, Size: d.Size, MIME: d.MIME, SHA256: d.SHA256,
 		},
-		Label: d.NodeLabel, Wire: WireB64Parts, Data: raw,
+		Label: d.NodeLabel, Wire: WireB64Parts,
 	}
-	if err := p.check(len(raw)); err != nil {
-		return ImagePart{}, &FrameError{Kind: "base64 part", Reason: err.(*FrameError).Reason}
+	raw, err := base64.StdEncoding.DecodeString(d.PartB64)
+	if err != nil {
+		// The header is returned so that the caller knows which image is hurt.
+		return p, &FrameError{Kind: "base64 part", Reason: "part_b64: " + err.Error()}
 	}
+	p.Data = raw
 	return p, nil
 }

@@ -80,6 +80,10 @@ func (t *Tensor) Float32s() []float32 {
 	return out
 }
 
+// maxElements keeps byte counts (elements × 4) far inside int, also where int
+// is 32 bits.
+const maxElements = min(math.MaxInt32*(1<<16), math.MaxInt/8)
+
 // Elements returns the product of the shape, refusing zero or negative
 // dimensions and products that overflow int.
 func (t *Tensor) Elements() (int, error) {
@@ -92,8 +96,8 @@ func (t *Tensor) Elements() (int, error) {
 			return 0, &ShapeError{Shape: t.Shape, Reason: "every dimension must be at least 1"}
 		}
 		hi, lo := bits.Mul64(n, uint64(d))
-		if hi != 0 || lo > math.MaxInt32*(1<<16) { // keep byte counts far inside int64
-			return 0, &ShapeError{Shape: t.Shape, Reason: "element count overflows"}
+		if hi != 0 || lo > maxElements {
+			return 0, &ShapeError{Shape: t.Shape, Reason: "element count exceeds limit " + strconv.FormatUint(maxElements, 10)}
 		}
 		n = lo
 	}
