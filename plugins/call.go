@@ -13,7 +13,7 @@ var ErrInput = errors.New("plugins: bad input")
 
 // InputError says that a node input is missing or of the wrong type.
 type InputError struct {
-	Node   string // class type
+	Node   string // node id in the prompt
 	Input  string
 	Reason string
 }
@@ -113,7 +113,8 @@ func (c *Call) Bool(name string, def bool) (bool, error) {
 	return b, nil
 }
 
-// MessageLimit returns the limit every WebSocket message must stay under.
+// MessageLimitOrDefault returns the size every WebSocket message must stay
+// strictly under: MessageLimit, or protocol.DefaultMessageLimit when it is 0.
 func (l Limits) MessageLimitOrDefault() int {
 	if l.MessageLimit <= 0 {
 		return protocol.DefaultMessageLimit

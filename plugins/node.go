@@ -95,3 +95,8 @@ type Result struct {
 	Outputs []any
 	UI      map[string]any
 }
+
+// InputDirEnv names the environment variable through which the host tells
+// every plugin where uploaded images live (ComfyUI's input folder), so that
+// loaders like LoadImage can open them.
+const InputDirEnv = "NODECAST_INPUT_DIR"
