@@ -1,0 +1,26 @@
+// Package sendimage turns ComfyUI image tensors into encoded images and hands
+// them, in parts that fit a WebSocket message, to an Emitter. It is the
+// logic behind the built-in sender nodes, which plugins wraps as nodes.
+//
+// Three pieces, usable apart:
+//
+//   - Conversion: NewImages checks an IMAGE tensor [B,H,W,C] (shape, limits,
+//     NaN/±Inf) and converts one image at a time to Pixels exactly as
+//     ComfyUI does, uint8(clip(255*x, 0, 255)), truncating. Pixels
+//     implements image.Image, so any encoder accepts it. ImageToTensor and
+//     AlphaMask go the other way, as ComfyUI's loaders do.
+//   - Encoders: a Registry of EncoderFactory by name, with Default holding
+//     png (the default), jpeg, bmp and tiff. The PNG encoder is this
+//     package's own: the Up filter on every row and klauspost/compress
+//     flate at level 1, compressed in parallel stripes for large images,
+//     several times faster than image/png. There is no WebP encoder:
+//     golang.org/x/image only decodes WebP, and a pure Go encoder would be
+//     a project of its own; register one from outside if needed.
+//   - Send: checks everything it can before emitting anything, then per
+//     image converts, encodes, hashes, splits with protocol.Splitter and
+//     emits the parts, then reports progress.
+//
+// sendimage imports only the standard library, golang.org/x/image,
+// klauspost/compress and nodecast's protocol. It must never import plugins
+// or host: they depend on it, not the other way round.
+package sendimage
