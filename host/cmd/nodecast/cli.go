@@ -1,0 +1,223 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nodecast/nodecast/host"
+	"github.com/nodecast/nodecast/host/config"
+)
+
+// Exit codes.
+const (
+	exitOK    = 0
+	exitError = 1 // the host could not start or failed
+	exitUsage = 2 // bad command line
+)
+
+const usage = `usage: nodecast <command> [flags]
+
+commands:
+  serve   serve ComfyUI's HTTP and WebSocket API with the built-in nodes and the plugin folder
+  nodes   list every node class and the pack that serves it
+
+Run 'nodecast <command> -h' for the command's flags.
+`
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+	switch args[0] {
+	case "serve":
+		return serve(args[1:], stdout, stderr)
+	case "nodes":
+		return nodes(args[1:], stdout, stderr)
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "nodecast: unknown command %q\n%s", args[0], usage)
+	return exitUsage
+}
+
+// settings are what the flags and the config file decide together: a flag
+// given on the command line wins over the file, the file over the defaults.
+type settings struct {
+	listen, plugins, configFile, inputDir, logLevel string
+	logLevelSet                                     bool // --log-level given on the command line
+	cfg                                             *config.Config
+}
+
+func parseFlags(name string, args []string, stderr io.Writer, withListen bool) (*settings, int) {
+	s := &settings{}
+	fs := flag.NewFlagSet("nodecast "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	if withListen {
+		fs.StringVar(&s.listen, "listen", "127.0.0.1:8188", "address to serve on")
+	}
+	fs.StringVar(&s.plugins, "plugins", "./plugins.d", "folder of plugin binaries (a missing folder is fine)")
+	fs.StringVar(&s.configFile, "config", "", "YAML config file (default: the embedded config)")
+	fs.StringVar(&s.inputDir, "input-dir", "./input", "folder for uploads and LoadImage")
+	fs.StringVar(&s.logLevel, "log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, exitOK
+		}
+		return nil, exitUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "nodecast %s: unexpected argument %q\n", name, fs.Arg(0))
+		return nil, exitUsage
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	s.logLevelSet = set["log-level"]
+	// A bad flag value is a usage error, refused before the config is read.
+	if _, err := s.logger(io.Discard); err != nil {
+		fmt.Fprintf(stderr, "nodecast %s: %v\n", name, err)
+		return nil, exitUsage
+	}
+
+	var err error
+	if s.configFile != "" {
+		s.cfg, err = config.Load(s.configFile)
+	} else {
+		s.cfg = config.Default()
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "nodecast %s: %v\n", name, err)
+		return nil, exitError
+	}
+	if !set["listen"] && s.cfg.Listen != "" {
+		s.listen = s.cfg.Listen
+	}
+	if !set["plugins"] && s.cfg.Plugins != "" {
+		s.plugins = s.cfg.Plugins
+	}
+	if !set["input-dir"] && s.cfg.InputDir != "" {
+		s.inputDir = s.cfg.InputDir
+	}
+	if fi, err := os.Stat(s.plugins); err == nil && !fi.IsDir() {
+		fmt.Fprintf(stderr, "nodecast %s: --plugins %s is not a folder\n", name, s.plugins)
+		return nil, exitError
+	}
+	if fi, err := os.Stat(s.inputDir); err == nil && !fi.IsDir() {
+		fmt.Fprintf(stderr, "nodecast %s: --input-dir %s is not a folder\n", name, s.inputDir)
+		return nil, exitError
+	}
+	return s, -1
+}
+
+func (s *settings) logger(stderr io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(s.logLevel)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", s.logLevel)
+	}
+	return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})), nil
+}
+
+func (s *settings) hostOptions(log *slog.Logger) host.Options {
+	return host.Options{
+		Packs:        []host.PackSource{host.SelfPack("builtin")},
+		PluginDir:    s.plugins,
+		InputDir:     s.inputDir,
+		MessageLimit: s.cfg.MessageLimit,
+		MaxBodyBytes: s.cfg.MaxBodyBytes,
+		Workflows:    s.cfg.ExecutorWorkflows(),
+		Defaults:     s.cfg.Defaults.Inputs(),
+		Logger:       log,
+	}
+}
+
+func serve(args []string, stdout, stderr io.Writer) int {
+	s, code := parseFlags("serve", args, stderr, true)
+	if s == nil {
+		return code
+	}
+	log, err := s.logger(stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "nodecast serve: %v\n", err)
+		return exitUsage
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	ln, err := net.Listen("tcp", s.listen)
+	if err != nil {
+		fmt.Fprintf(stderr, "nodecast serve: --listen %s: %v\n", s.listen, err)
+		return exitError
+	}
+	h, err := host.New(ctx, s.hostOptions(log))
+	if err != nil {
+		ln.Close()
+		fmt.Fprintf(stderr, "nodecast serve: %v\n", err)
+		return exitError
+	}
+	defer h.Close()
+	srv := &http.Server{Handler: h.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	log.Info("nodecast serving", "url", "http://"+ln.Addr().String(), "config", s.cfg.File,
+		"plugins", s.plugins, "input_dir", s.inputDir, "classes", len(h.Classes()))
+	fmt.Fprintf(stdout, "nodecast serving on http://%s (ws://%s/ws)\n", ln.Addr(), ln.Addr())
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+		return exitOK
+	case err := <-errc:
+		fmt.Fprintf(stderr, "nodecast serve: %v\n", err)
+		return exitError
+	}
+}
+
+func nodes(args []string, stdout, stderr io.Writer) int {
+	s, code := parseFlags("nodes", args, stderr, false)
+	if s == nil {
+		return code
+	}
+	if !s.logLevelSet {
+		s.logLevel = "warn" // a listing, not a log; --log-level debug shows plugins loading
+	}
+	log, _ := s.logger(stderr)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	opts := s.hostOptions(log)
+	opts.InputDir = os.TempDir() // listing must not create ./input
+	h, err := host.New(ctx, opts)
+	if err != nil {
+		fmt.Fprintf(stderr, "nodecast nodes: %v\n", err)
+		return exitError
+	}
+	defer h.Close()
+	paths := map[string]string{}
+	for _, p := range h.Packs() {
+		paths[p.Name] = p.Path
+		if p.Path == "" {
+			paths[p.Name] = "(built in, subprocess)"
+		}
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "CLASS\tPACK\tCATEGORY\tPLUGIN")
+	for _, c := range h.Classes() {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", c.Spec.ClassType, c.Pack, strings.TrimSpace(c.Spec.Category), paths[c.Pack])
+	}
+	tw.Flush()
+	return exitOK
+}

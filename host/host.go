@@ -1,0 +1,177 @@
+package host
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+
+	"github.com/nodecast/nodecast/host/api"
+	"github.com/nodecast/nodecast/host/executor"
+	"github.com/nodecast/nodecast/host/hub"
+	"github.com/nodecast/nodecast/host/supervisor"
+	"github.com/nodecast/nodecast/plugins"
+	"github.com/nodecast/nodecast/protocol"
+)
+
+// Options configures a Host. The zero value serves no nodes (pass the
+// built-in pack in Packs) on the default limits.
+type Options struct {
+	// Packs are started first, in order: typically SelfPack("builtin"), the
+	// built-in pack served by this very binary.
+	Packs []PackSource
+	// PluginDir holds plugin binaries, one pack each; "" or a missing folder
+	// loads none.
+	PluginDir string
+	// InputDir is ComfyUI's input folder, where uploads land and LoadImage
+	// reads; "" = "./input". It is created when missing.
+	InputDir string
+	// MessageLimit bounds every WebSocket message to parts-aware clients; 0 =
+	// protocol.DefaultMessageLimit (4,194,304 bytes).
+	MessageLimit int
+	// ImageLimits bounds images that nodes accept and make.
+	ImageLimits protocol.ImageLimits
+	// MaxBodyBytes bounds every HTTP request body; 0 = 512 MiB, so batches
+	// of base64 images fit.
+	MaxBodyBytes int64
+	// Workflows are the configured workflows a prompt may name instead of
+	// sending a graph (config.Config.ExecutorWorkflows).
+	Workflows map[string]executor.Workflow
+	// Defaults are the host's values for sender inputs (event, encoder, wire,
+	// part_size ...) where neither the node nor its workflow sets one.
+	Defaults map[string]any
+	// Hub configures the WebSocket side; its MessageLimit and Logger default
+	// to the fields above.
+	Hub hub.Options
+	// Logger receives the host's logs; nil = slog.Default().
+	Logger *slog.Logger
+}
+
+// PackSource says how to start one node pack's plugin process.
+type PackSource = supervisor.PackSource
+
+// Host is a running nodecast runtime.
+type Host struct {
+	opts   Options
+	log    *slog.Logger
+	sup    *supervisor.Supervisor
+	hub    *hub.Hub
+	exec   *executor.Executor
+	limits plugins.Limits
+	api    http.Handler
+}
+
+// SelfPack is the pack source that runs pack name from this very binary: the
+// binary's main must call plugins.ServeSelfPack first thing, so that the
+// plugin subprocess serves the pack instead of starting another host.
+func SelfPack(name string) PackSource {
+	return PackSource{
+		Name:    name,
+		Command: func() (*exec.Cmd, error) { return plugins.SelfPackCommand(name) },
+	}
+}
+
+// New starts every plugin and builds the host. Close it to stop the plugins.
+func New(ctx context.Context, opts Options) (*Host, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	if opts.MessageLimit == 0 {
+		opts.MessageLimit = protocol.DefaultMessageLimit
+	}
+	if opts.InputDir == "" {
+		opts.InputDir = "input"
+	}
+	inputDir, err := filepath.Abs(opts.InputDir)
+	if err != nil {
+		return nil, fmt.Errorf("host: input folder: %w", err)
+	}
+	if err := os.MkdirAll(inputDir, 0o755); err != nil {
+		return nil, fmt.Errorf("host: input folder: %w", err)
+	}
+	opts.InputDir = inputDir
+	sup, err := supervisor.Start(ctx, supervisor.Options{
+		Packs:     opts.Packs,
+		PluginDir: opts.PluginDir,
+		Env:       []string{plugins.InputDirEnv + "=" + inputDir},
+		Logger:    log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	hopts := opts.Hub
+	if hopts.MessageLimit == 0 {
+		hopts.MessageLimit = opts.MessageLimit
+	}
+	if hopts.Logger == nil {
+		hopts.Logger = log
+	}
+	h := &Host{
+		opts: opts, log: log, sup: sup,
+		limits: plugins.Limits{MessageLimit: opts.MessageLimit, Image: opts.ImageLimits},
+	}
+	if hopts.QueueRemaining == nil {
+		hopts.QueueRemaining = func() int { return h.exec.QueueRemaining() }
+	}
+	h.hub = hub.New(hopts)
+	h.exec, err = executor.New(executor.Options{
+		Runner:      sup,
+		Broadcaster: h.hub,
+		InputDir:    inputDir,
+		Limits:      h.limits,
+		Workflows:   opts.Workflows,
+		Defaults:    opts.Defaults,
+		Logger:      log,
+	})
+	if err != nil {
+		sup.Close()
+		return nil, err
+	}
+	h.api = api.New(api.Options{
+		Executor:     h.exec,
+		Classes:      sup.Classes,
+		WS:           h.hub,
+		InputDir:     inputDir,
+		MaxBodyBytes: opts.MaxBodyBytes,
+		Limits:       opts.ImageLimits,
+		MessageLimit: opts.MessageLimit,
+		Features:     h.hub.ServerFlags(),
+		Logger:       log,
+	})
+	return h, nil
+}
+
+// Handler serves ComfyUI's HTTP and WebSocket API.
+func (h *Host) Handler() http.Handler { return h.api }
+
+// Executor queues and runs prompts: Submit and Wait are the Go side of
+// POST /prompt.
+func (h *Host) Executor() *executor.Executor { return h.exec }
+
+// Hub is the broadcaster shared by every node.
+func (h *Host) Hub() *hub.Hub { return h.hub }
+
+// Classes lists every node class with the pack that serves it, sorted.
+func (h *Host) Classes() []supervisor.Class { return h.sup.Classes() }
+
+// Packs lists the plugin packs and their processes.
+func (h *Host) Packs() []supervisor.PackInfo { return h.sup.Packs() }
+
+// Close disconnects every client and stops every plugin.
+func (h *Host) Close() error {
+	h.exec.Close()
+	h.hub.Close()
+	return h.sup.Close()
+}
+
+func newID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
