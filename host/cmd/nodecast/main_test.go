@@ -1,0 +1,158 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nodecast/nodecast/plugins"
+)
+
+// These tests run the real nodecast binary, built once without the race
+// detector as a user builds it, with the customnode example as a plugin.
+var (
+	nodecastBin   string // the nodecast binary
+	customnodeBin string // examples/customnode, to copy into plugin folders
+)
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "nodecast-cli-test")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := 1
+	if err := buildBinaries(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+	} else {
+		code = m.Run()
+	}
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func buildBinaries(dir string) error {
+	nodecastBin = filepath.Join(dir, "nodecast")
+	customnodeBin = filepath.Join(dir, "customnode")
+	for bin, pkg := range map[string]string{
+		nodecastBin:   "github.com/nodecast/nodecast/host/cmd/nodecast",
+		customnodeBin: "github.com/nodecast/nodecast/examples/customnode",
+	} {
+		if out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput(); err != nil {
+			return fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
+		}
+	}
+	return nil
+}
+
+// pluginFolder returns a new folder holding the customnode plugin.
+func pluginFolder(t *testing.T) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "plugins.d")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin, err := os.ReadFile(customnodeBin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "customnode"), bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// nodecastCommand returns the binary's command with args, run in an empty
+// folder (so the default ./plugins.d and ./input are the test's own) and
+// with an environment that does not make it serve a pack.
+func nodecastCommand(ctx context.Context, t *testing.T, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.CommandContext(ctx, nodecastBin, args...)
+	cmd.Dir = t.TempDir()
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, plugins.PackEnv+"=") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	return cmd
+}
+
+// runNodecast runs the binary to its end and returns its output and exit code.
+func runNodecast(t *testing.T, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	// A hang guard, not a speed check: the longest run starts two plugins.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := nodecastCommand(ctx, t, args...)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &exit):
+		code = exit.ExitCode()
+	default:
+		t.Fatalf("nodecast %s: %v", strings.Join(args, " "), err)
+	}
+	return out.String(), errOut.String(), code
+}
+
+// outputBuffer collects a running process's output and tells waiters when
+// it grows.
+type outputBuffer struct {
+	mu      sync.Mutex
+	buf     bytes.Buffer
+	changed chan struct{}
+}
+
+func newOutputBuffer() *outputBuffer { return &outputBuffer{changed: make(chan struct{}, 1)} }
+
+func (b *outputBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf.Write(p)
+	select {
+	case b.changed <- struct{}{}:
+	default:
+	}
+	return len(p), nil
+}
+
+func (b *outputBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// waitFor waits until the output matches re and returns the first submatch,
+// or fails after timeout or once exited is closed.
+func (b *outputBuffer) waitFor(t *testing.T, re *regexp.Regexp, timeout time.Duration, exited <-chan struct{}) string {
+	t.Helper()
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	for {
+		if m := re.FindStringSubmatch(b.String()); m != nil {
+			return m[len(m)-1]
+		}
+		select {
+		case <-b.changed:
+		case <-exited:
+			if m := re.FindStringSubmatch(b.String()); m != nil {
+				return m[len(m)-1]
+			}
+			t.Fatalf("process exited before its output matched %s; output:\n%s", re, b.String())
+		case <-timer.C:
+			t.Fatalf("output did not match %s within %s; output:\n%s", re, timeout, b.String())
+		}
+	}
+}
