@@ -2,6 +2,7 @@ package host_test
 
 import (
 	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/nodecast/nodecast/plugins"
@@ -14,5 +15,9 @@ func TestMain(m *testing.M) {
 	if plugins.ServeSelfPack(builtin.Pack()) {
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if buildBin != "" {
+		os.RemoveAll(filepath.Dir(buildBin))
+	}
+	os.Exit(code)
 }

@@ -235,6 +235,8 @@ func extension(mime string) string {
 		return ".bmp"
 	case "image/tiff":
 		return ".tiff"
+	case "image/qoi":
+		return ".qoi"
 	}
 	return ".bin"
 }

@@ -85,8 +85,9 @@ func TestDefault(t *testing.T) {
 	if c.Listen != "127.0.0.1:8188" || c.Plugins != "" || c.InputDir != "input" || c.MessageLimit != 4194304 || c.MaxBodyBytes != 536870912 {
 		t.Errorf("default config %+v", c)
 	}
-	if c.Defaults.Event != "nodecast.image" || c.Defaults.Encoder != "png" || c.Defaults.Wire != "parts" || c.Defaults.PartSize == nil || *c.Defaults.PartSize != 0 {
-		t.Errorf("default settings %+v", c.Defaults)
+	// No host defaults: every node's own declared defaults apply.
+	if got := c.Defaults.Inputs(); len(got) != 0 {
+		t.Errorf("default settings %v", got)
 	}
 	if len(c.Workflows) != 0 {
 		t.Errorf("default workflows %v", c.Workflows)
