@@ -214,7 +214,7 @@ func (e *panicError) Traceback() []string {
 // error's own ExceptionType() when it has one, else its Go type; the traceback
 // is its own Traceback() when it has one, else the chain of wrapped errors.
 func failureOf(err error) *pluginpb.Failure {
-	f := &pluginpb.Failure{ExceptionType: fmt.Sprintf("%T", err), Message: err.Error()}
+	f := &pluginpb.Failure{ExceptionType: goErrorType(err), Message: err.Error()}
 	var typed interface{ ExceptionType() string }
 	if errors.As(err, &typed) {
 		f.ExceptionType = typed.ExceptionType()
@@ -228,6 +228,17 @@ func failureOf(err error) *pluginpb.Failure {
 		f.Traceback = append(f.Traceback, fmt.Sprintf("%T: %v", e, e))
 	}
 	return f
+}
+
+// goErrorType is the Go type of err, looking through fmt.Errorf's wrapper,
+// whose own name (*fmt.wrapError) says nothing about the failure.
+func goErrorType(err error) string {
+	for e := err; e != nil; e = errors.Unwrap(e) {
+		if name := fmt.Sprintf("%T", e); name != "*fmt.wrapError" {
+			return name
+		}
+	}
+	return fmt.Sprintf("%T", err)
 }
 
 func failureEvent(f *pluginpb.Failure) *pluginpb.RunEvent {
