@@ -1,0 +1,138 @@
+package e2e_test
+
+import (
+	"testing"
+
+	"github.com/nodecast/nodecast/host/config"
+	"github.com/nodecast/nodecast/protocol"
+)
+
+// TestClientsReceiveOnlyTheirOwnPrompts queues prompts from two clients
+// with different clientIds, back to back so that both are in the queue at
+// once, and checks that neither receives the other's images or messages.
+func TestClientsReceiveOnlyTheirOwnPrompts(t *testing.T) {
+	const size = 256
+	p := photoOf(t, size)
+	opts := serveOptions(t, config.Default())
+	opts.Packs[0] = builtPack(t)
+	s := startServer(t, opts)
+	name := mustUpload(t, s, "shared.png", p.PNG)
+
+	type run struct {
+		c        *wsClient
+		shape    wireShape
+		event    string
+		n        int
+		promptID []string
+	}
+	// Different shapes, events and batch sizes, so any leak shows.
+	a := &run{c: dialWS(t, s, "client-a", true, stockReadLimit), shape: shapePART, event: "a.images", n: 2}
+	b := &run{c: dialWS(t, s, "client-b", false, stockReadLimit), shape: shapeB64, event: "b.images", n: 3}
+	w := &run{c: dialWS(t, s, "client-w", false, stockReadLimit), shape: shapeWhole, n: 4}
+	runs := []*run{a, b, w}
+	for round := 0; round < 2; round++ {
+		for _, r := range runs {
+			var prompt map[string]any
+			if r.shape == shapeWhole {
+				prompt = pipeline(name, r.n, "ETN_SendImageWebSocket", nil)
+			} else {
+				prompt = pipeline(name, r.n, "SendImageOnWebSocket", map[string]any{"event": r.event})
+			}
+			r.promptID = append(r.promptID, queuePrompt(t, s, prompt, r.c.ID))
+		}
+	}
+	for _, r := range runs {
+		for _, id := range r.promptID {
+			r.c.waitPromptEnd(t, id)
+		}
+	}
+	// Every prompt has ended, and a marker sent now reaches each client after
+	// anything the hub ever queued for it.
+	for _, r := range runs {
+		t.Run(r.c.ID, func(t *testing.T) {
+			log := r.c.waitMarker(t, s)
+			r.c.checkErr(t)
+			mine := map[string]bool{}
+			for _, id := range r.promptID {
+				mine[id] = true
+			}
+			for _, m := range log {
+				if m.Kind == kindPART && !mine[m.Part.PromptID] {
+					t.Fatalf("received a PART of prompt %s", m.Part.PromptID)
+				}
+				if m.Kind != kindJSON {
+					continue
+				}
+				if id, ok := m.field("prompt_id").(string); ok && !mine[id] {
+					t.Fatalf("received %v of another client's prompt", m)
+				}
+				for _, other := range runs {
+					if other != r && other.event != "" && m.Type == other.event {
+						t.Fatalf("received %v", m)
+					}
+				}
+			}
+			var imgs []receivedImage
+			for _, id := range r.promptID {
+				imgs = append(imgs, imagesOf(t, promptMessages(log, id), r.shape, r.event, id, r.n)...)
+			}
+			all := imageCounter{b64Event: r.event}
+			for _, m := range log {
+				all.add(m)
+			}
+			if len(imgs) != 2*r.n || all.done != 2*r.n {
+				t.Fatalf("received %d images during its prompts and %d in all, want %d", len(imgs), all.done, 2*r.n)
+			}
+			for _, img := range imgs {
+				checkPNG(t, img.Data, p)
+			}
+		})
+	}
+}
+
+// promptMessages returns the messages from promptID's execution_start to its
+// executing {node:null}.
+func promptMessages(log []received, promptID string) []received {
+	start, end := -1, -1
+	for i, r := range log {
+		if start < 0 && isJSON(r, protocol.TypeExecutionStart, promptID) {
+			start = i
+		}
+		if start >= 0 && isPromptEnd(r, promptID) {
+			end = i
+			break
+		}
+	}
+	if start < 0 || end < 0 {
+		return nil
+	}
+	return log[start : end+1]
+}
+
+// TestPromptWithoutClientReachesEveryClient queues a prompt with no
+// client_id: as in ComfyUI, its messages and images go to every client, each
+// in the shape it negotiated.
+func TestPromptWithoutClientReachesEveryClient(t *testing.T) {
+	p := photoOf(t, 256)
+	opts := serveOptions(t, config.Default())
+	opts.Packs[0] = builtPack(t)
+	s := startServer(t, opts)
+	name := mustUpload(t, s, "everyone.png", p.PNG)
+	parts := dialWS(t, s, "everyone-parts", true, stockReadLimit)
+	plain := dialWS(t, s, "everyone-plain", false, stockReadLimit)
+
+	id := queue(t, s, map[string]any{"prompt": pipeline(name, 2, "SendImageOnWebSocket", map[string]any{"event": "to.all"})})
+	for _, tc := range []struct {
+		c     *wsClient
+		shape wireShape
+	}{{parts, shapePART}, {plain, shapeB64}} {
+		log := tc.c.waitPromptEnd(t, id)
+		tc.c.checkErr(t)
+		b64 := ""
+		if tc.shape == shapeB64 {
+			b64 = "to.all"
+		}
+		checkPromptOrder(t, promptMessages(log, id), promptShape{PromptID: id, Nodes: []string{"1", "2", "3"}, Images: 2, B64Event: b64, Executed: true})
+		checkImages(t, imagesOf(t, log, tc.shape, "to.all", id, 2), 2, p)
+	}
+}
