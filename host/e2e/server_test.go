@@ -19,20 +19,14 @@ import (
 )
 
 // serveOptions are the host.Options that `nodecast serve --plugins P
-// --input-dir I` builds from cfg, both folders in t.TempDir(): a copy of
-// settings.hostOptions in host/cmd/nodecast/cli.go, which is in package main
-// and cannot be called from here.
+// --input-dir I` builds from cfg (host.ConfigOptions, as the command does),
+// both folders in t.TempDir().
 func serveOptions(t *testing.T, cfg *config.Config) host.Options {
 	t.Helper()
-	return host.Options{
-		Packs:        []host.PackSource{host.SelfPack("builtin")},
-		PluginDir:    t.TempDir(), // an empty plugin folder
-		InputDir:     t.TempDir(),
-		MessageLimit: cfg.MessageLimit,
-		MaxBodyBytes: cfg.MaxBodyBytes,
-		Workflows:    cfg.ExecutorWorkflows(),
-		Defaults:     cfg.Defaults.Inputs(),
-	}
+	opts := host.ConfigOptions(cfg)
+	opts.PluginDir = t.TempDir() // an empty plugin folder
+	opts.InputDir = t.TempDir()
+	return opts
 }
 
 // server is a running host behind an httptest server on 127.0.0.1.

@@ -131,16 +131,11 @@ func (s *settings) logger(stderr io.Writer) (*slog.Logger, error) {
 }
 
 func (s *settings) hostOptions(log *slog.Logger) host.Options {
-	return host.Options{
-		Packs:        []host.PackSource{host.SelfPack("builtin")},
-		PluginDir:    s.plugins,
-		InputDir:     s.inputDir,
-		MessageLimit: s.cfg.MessageLimit,
-		MaxBodyBytes: s.cfg.MaxBodyBytes,
-		Workflows:    s.cfg.ExecutorWorkflows(),
-		Defaults:     s.cfg.Defaults.Inputs(),
-		Logger:       log,
-	}
+	opts := host.ConfigOptions(s.cfg)
+	opts.PluginDir = s.plugins
+	opts.InputDir = s.inputDir
+	opts.Logger = log
+	return opts
 }
 
 func serve(args []string, stdout, stderr io.Writer) int {

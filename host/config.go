@@ -1,0 +1,19 @@
+package host
+
+import "github.com/nodecast/nodecast/host/config"
+
+// ConfigOptions returns the Options that `nodecast serve` runs with for cfg:
+// the built-in pack served by this binary, and cfg's plugin folder, input
+// folder, limits, workflows and sender defaults. Callers override fields
+// after, as the command line does.
+func ConfigOptions(cfg *config.Config) Options {
+	return Options{
+		Packs:        []PackSource{SelfPack("builtin")},
+		PluginDir:    cfg.Plugins,
+		InputDir:     cfg.InputDir,
+		MessageLimit: cfg.MessageLimit,
+		MaxBodyBytes: cfg.MaxBodyBytes,
+		Workflows:    cfg.ExecutorWorkflows(),
+		Defaults:     cfg.Defaults.Inputs(),
+	}
+}
