@@ -37,12 +37,12 @@ func mustEncoder(t testing.TB, name string, opts EncoderOptions) Encoder {
 
 func TestPNGRoundTrip(t *testing.T) {
 	sizes := [][2]int{{1, 1}, {3, 7}, {7, 3}, {1, 4097}, {4097, 1}, {64, 64}, {129, 67}}
-	levels := []Level{LevelDefault, LevelNone, LevelHuffmanOnly, 2, 6, LevelBest}
+	levels := []Level{LevelDefault, LevelFast, LevelNone, LevelHuffmanOnly, 2, 6, LevelBest}
 	for _, c := range []int{1, 3, 4} {
 		for _, sz := range sizes {
 			lvs := levels
 			if sz[0]*sz[1] > 64*64 { // every level on small images; the common ones on large
-				lvs = []Level{LevelDefault, LevelHuffmanOnly}
+				lvs = []Level{LevelDefault, LevelFast, LevelHuffmanOnly}
 			}
 			for _, lv := range lvs {
 				for _, workers := range []int{1, 3} {
@@ -69,6 +69,49 @@ func TestPNGRoundTrip(t *testing.T) {
 					})
 				}
 			}
+		}
+	}
+}
+
+// TestDefaultLevelPicksTheSmaller checks LevelDefault's choice on the two
+// kinds of image where level 1 and Huffman-only part ways: noisy photo-like
+// pixels (Huffman-only is far smaller) and flat, screenshot-like ones
+// (level 1 is far smaller). Either way it must be within a few percent of the
+// better of the two.
+func TestDefaultLevelPicksTheSmaller(t *testing.T) {
+	noisy := NewPixels(512, 512, 3)
+	rng := uint32(7)
+	for y := 0; y < 512; y++ {
+		for x := 0; x < 512; x++ {
+			for c := 0; c < 3; c++ {
+				rng = rng*1664525 + 1013904223
+				noise := int(rng>>29) - 4 // -4..3, a sigma-2-like grain
+				v := (x+y)/4 + 40*c + noise
+				noisy.Pix[(y*512+x)*3+c] = byte(max(0, min(255, v)))
+			}
+		}
+	}
+	flat := NewPixels(512, 512, 3)
+	for y := 0; y < 512; y++ {
+		for x := 0; x < 512; x++ {
+			if (x/64+y/64)%2 == 0 {
+				copy(flat.Pix[(y*512+x)*3:], []byte{30, 60, 90})
+			}
+		}
+	}
+	size := func(p *Pixels, lv Level) int {
+		var buf bytes.Buffer
+		if err := mustEncoder(t, "png", EncoderOptions{Level: lv, Workers: 1}).Encode(&buf, p); err != nil {
+			t.Fatal(err)
+		}
+		return buf.Len()
+	}
+	for name, p := range map[string]*Pixels{"noisy": noisy, "flat": flat} {
+		auto, fast, huff := size(p, LevelDefault), size(p, LevelFast), size(p, LevelHuffmanOnly)
+		best := min(fast, huff)
+		t.Logf("%s: default %d, level 1 %d, Huffman-only %d", name, auto, fast, huff)
+		if float64(auto) > 1.03*float64(best) {
+			t.Errorf("%s: default level made %d bytes; level 1 %d, Huffman-only %d", name, auto, fast, huff)
 		}
 	}
 }

@@ -25,7 +25,8 @@ type EncoderOptions struct {
 	// Quality is JPEG quality, 1..100. 0 means 95, the quality ETN's
 	// ETN_SendImageWebSocket uses.
 	Quality int
-	// Level is the PNG compression level. 0 (LevelDefault) means LevelFast.
+	// Level is the PNG compression level. 0 (LevelDefault) picks level 1 or
+	// Huffman-only per image, by a sample.
 	Level Level
 	// Workers is how many goroutines compress one large PNG in parallel
 	// stripes. 0 means GOMAXPROCS; 1 compresses serially.

@@ -129,8 +129,8 @@ func (n *sendImageOnWebSocket) Run(ctx context.Context, call *plugins.Call) (plu
 }
 
 // etnSendImageWebSocket is ETN_SendImageWebSocket: whole images as type 1
-// frames (PART frames to clients that asked for them), PNG at the fast level
-// ComfyUI uses for previews, or JPEG at quality 95.
+// frames (PART frames to clients that asked for them), PNG at the fast default level
+// (where ComfyUI uses compress_level 1), or JPEG at quality 95.
 type etnSendImageWebSocket struct{ opts Options }
 
 var etnFormats = map[string]string{"PNG": "png", "JPEG": "jpeg"}
@@ -161,7 +161,7 @@ func (n *etnSendImageWebSocket) Run(ctx context.Context, call *plugins.Call) (pl
 	}
 	opts := n.opts.sendOptions(call)
 	opts.Event, opts.Encoder, opts.Wire = EventETN, encoder, protocol.WireComfy
-	opts.EncoderOptions = sendimage.EncoderOptions{Level: sendimage.LevelFast, Quality: sendimage.DefaultJPEGQuality}
+	opts.EncoderOptions = sendimage.EncoderOptions{Quality: sendimage.DefaultJPEGQuality}
 	sent, err := send(ctx, call, opts)
 	if err != nil {
 		return plugins.Result{}, err
@@ -187,7 +187,7 @@ func (n *saveImageWebsocket) Spec() plugins.Spec {
 func (n *saveImageWebsocket) Run(ctx context.Context, call *plugins.Call) (plugins.Result, error) {
 	opts := n.opts.sendOptions(call)
 	opts.Event, opts.Encoder, opts.Wire = EventSaveImageWebsocket, "png", protocol.WireComfy
-	opts.EncoderOptions = sendimage.EncoderOptions{Level: sendimage.LevelFast}
+	opts.EncoderOptions = sendimage.EncoderOptions{}
 	if _, err := send(ctx, call, opts); err != nil {
 		return plugins.Result{}, err
 	}
