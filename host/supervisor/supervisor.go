@@ -306,19 +306,58 @@ func (s *Supervisor) Packs() []PackInfo {
 
 // Run runs one node in the pack that serves its class, moving tensor inputs
 // into that pack first when they live elsewhere. A plugin that died during the
-// call is restarted and the call retried once, when its inputs survive.
+// call is restarted and the call retried once, when its inputs survive; the
+// retry hands on only the images the first try did not finish, so clients
+// get each image of the batch once.
 func (s *Supervisor) Run(ctx context.Context, call Call, h plugins.RunHandlers) (Result, error) {
 	cls, ok := s.classes[call.ClassType]
 	if !ok {
 		return Result{}, fmt.Errorf("%w: %q", ErrUnknownClass, call.ClassType)
 	}
 	p := s.byName[cls.Pack]
-	res, err := s.runOnce(ctx, p, call, h)
+	sent := &sentImages{parts: map[string]int{}, done: map[int]bool{}}
+	res, err := s.runOnce(ctx, p, call, sent.handlers(h, false))
 	if err != nil && ctx.Err() == nil && errors.Is(err, plugins.ErrUnavailable) && p.waitExit(exitNoticeTimeout) && survivesRestart(p, call) {
-		s.log.Warn("plugin died during a call, retrying once", "pack", p.src.Name, "class", call.ClassType, "node", call.NodeID, "err", err)
-		res, err = s.runOnce(ctx, p, call, h)
+		s.log.Warn("plugin died during a call, retrying once", "pack", p.src.Name, "class", call.ClassType,
+			"node", call.NodeID, "images_done", len(sent.done), "err", err)
+		res, err = s.runOnce(ctx, p, call, sent.handlers(h, true))
 	}
 	return res, err
+}
+
+// sentImages remembers which images of a node's batch were handed on whole,
+// by batch index, so that a retried call does not send them twice.
+type sentImages struct {
+	mu    sync.Mutex
+	parts map[string]int // parts handed on, by image id
+	done  map[int]bool   // batch indexes whose every part was handed on
+}
+
+// handlers wraps h. On a retry, parts of images already done are dropped.
+func (si *sentImages) handlers(h plugins.RunHandlers, retry bool) plugins.RunHandlers {
+	if h.Part == nil {
+		return h
+	}
+	part := h.Part
+	h.Part = func(p *protocol.ImagePart) error {
+		si.mu.Lock()
+		skip := retry && si.done[p.Index]
+		si.mu.Unlock()
+		if skip {
+			return nil
+		}
+		if err := part(p); err != nil {
+			return err
+		}
+		si.mu.Lock()
+		si.parts[p.ImageID]++
+		if si.parts[p.ImageID] == p.Parts {
+			si.done[p.Index] = true
+		}
+		si.mu.Unlock()
+		return nil
+	}
+	return h
 }
 
 // survivesRestart reports whether every tensor input of call survives the

@@ -3,6 +3,7 @@ package supervisor_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,7 +20,7 @@ import (
 // The test binary doubles as two plugin packs, started as real subprocesses.
 func TestMain(m *testing.M) {
 	if plugins.ServeSelfPack(
-		plugins.Pack{Name: "alpha", Nodes: []plugins.Node{makeNode{}, crashNode{}, crashOnceNode{}}},
+		plugins.Pack{Name: "alpha", Nodes: []plugins.Node{makeNode{}, crashNode{}, crashOnceNode{}, crashMidBatchNode{}}},
 		plugins.Pack{Name: "beta", Nodes: []plugins.Node{sumNode{}}},
 		plugins.Pack{Name: "clash", Nodes: []plugins.Node{sumNode{}}},
 	) {
@@ -103,6 +104,37 @@ func (crashOnceNode) Run(_ context.Context, c *plugins.Call) (plugins.Result, er
 	return plugins.Result{Outputs: []any{"survived"}}, nil
 }
 
+// crashMidBatchNode sends image 0 of a batch of 2, then crashes the first
+// time (marker file absent); on the retry it sends both images.
+type crashMidBatchNode struct{}
+
+func (crashMidBatchNode) Spec() plugins.Spec {
+	return plugins.Spec{ClassType: "test.CrashMidBatch", OutputNode: true, Inputs: []plugins.Input{{Name: "marker", Type: plugins.TypeString}}}
+}
+
+func (crashMidBatchNode) Run(ctx context.Context, c *plugins.Call) (plugins.Result, error) {
+	marker, _ := c.String("marker", "")
+	_, statErr := os.Stat(marker)
+	attempt := time.Now().UnixNano() // image ids differ between tries, as sendimage's random ones do
+	for i := range 2 {
+		for part := range 2 {
+			p := &protocol.ImagePart{PartHeader: protocol.PartHeader{
+				Event: "retry", Node: c.NodeID, ImageID: fmt.Sprintf("%d-%d", attempt, i),
+				Index: i, Batch: 2, Part: part, Parts: 2,
+			}}
+			if err := c.Emitter.EmitPart(ctx, p); err != nil {
+				return plugins.Result{}, err
+			}
+		}
+		if i == 0 && errors.Is(statErr, os.ErrNotExist) {
+			os.WriteFile(marker, nil, 0o644)
+			time.Sleep(300 * time.Millisecond) // let image 0's parts reach the host first
+			os.Exit(3)
+		}
+	}
+	return plugins.Result{}, nil
+}
+
 func start(t *testing.T, opts supervisor.Options) *supervisor.Supervisor {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -177,6 +209,27 @@ func TestCrashDuringCallIsRetriedOnce(t *testing.T) {
 	}
 	if p := s.Packs()[0]; p.Generation != 2 {
 		t.Fatalf("generation %d, want 2 after one restart", p.Generation)
+	}
+}
+
+// TestRetrySendsOnlyUnfinishedImages: image 0 was handed on whole before the
+// crash, so the retry passes on image 1 only: clients see each image once.
+func TestRetrySendsOnlyUnfinishedImages(t *testing.T) {
+	s := start(t, supervisor.Options{Packs: []supervisor.PackSource{selfPack("alpha")}})
+	marker := filepath.Join(t.TempDir(), "crashed")
+	var got []int
+	_, err := s.Run(context.Background(), supervisor.Call{ClassType: "test.CrashMidBatch", NodeID: "7", Inputs: map[string]any{"marker": marker}},
+		plugins.RunHandlers{Part: func(p *protocol.ImagePart) error {
+			if p.Part == p.Parts-1 {
+				got = append(got, p.Index)
+			}
+			return nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(got) != "[0 1]" {
+		t.Fatalf("images handed on %v, want [0 1]: each once", got)
 	}
 }
 
