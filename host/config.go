@@ -1,10 +1,13 @@
 package host
 
-import "github.com/nodecast/nodecast/host/config"
+import (
+	"github.com/nodecast/nodecast/host/config"
+	"github.com/nodecast/nodecast/host/hub"
+)
 
 // ConfigOptions returns the Options that `nodecast serve` runs with for cfg:
 // the built-in pack served by this binary, and cfg's plugin folder, input
-// folder, limits, workflows and sender defaults. Callers override fields
+// folder, limits, workflows, sender defaults and WebSocket access rules. Callers override fields
 // after, as the command line does.
 func ConfigOptions(cfg *config.Config) Options {
 	return Options{
@@ -15,5 +18,11 @@ func ConfigOptions(cfg *config.Config) Options {
 		MaxBodyBytes: cfg.MaxBodyBytes,
 		Workflows:    cfg.ExecutorWorkflows(),
 		Defaults:     cfg.Defaults.Inputs(),
+		Hub: hub.Options{
+			Token:          cfg.WebSocket.Token,
+			AllowedOrigins: cfg.WebSocket.AllowedOrigins,
+			AllowedHosts:   cfg.WebSocket.AllowedHosts,
+			QueueBytes:     cfg.WebSocket.QueueBytes,
+		},
 	}
 }

@@ -62,6 +62,16 @@ type Config struct {
 	MaxBodyBytes int64  // largest HTTP request body; 0 = the API's default
 	Defaults     NodeSettings
 	Workflows    map[string]*Workflow
+	WebSocket    WebSocket
+}
+
+// WebSocket configures who may connect to /ws and how much each client may
+// have queued. Zero values keep the hub's defaults.
+type WebSocket struct {
+	Token          string   // clients must send ?token= or "Authorization: Bearer"; "" = none
+	AllowedOrigins []string // Origin values accepted ("*" = any); empty = same host, or no Origin
+	AllowedHosts   []string // Host headers accepted (DNS-rebinding guard); empty = any
+	QueueBytes     int64    // per-client outbound bound; 0 = the hub's default (256 MiB)
 }
 
 // NodeSettings are a sender node's settings. Empty strings and nil numbers
@@ -177,7 +187,8 @@ func Parse(name string, data []byte, baseDir string) (*Config, error) {
 			c.MaxBodyBytes = v
 			return err
 		},
-		"defaults": func(k string, n *yaml.Node) error { return p.settings(n, k, &c.Defaults) },
+		"defaults":  func(k string, n *yaml.Node) error { return p.settings(n, k, &c.Defaults) },
+		"websocket": func(k string, n *yaml.Node) error { return p.websocket(n, k, &c.WebSocket) },
 		"workflows": func(k string, n *yaml.Node) error {
 			return p.eachKey(n, k, func(name string, key string, wn *yaml.Node) error {
 				w, err := p.workflow(name, key, wn)
@@ -306,6 +317,44 @@ func (p *parser) nonNegative(n *yaml.Node, key string) (int64, error) {
 		return 0, p.errAt(n, key, fmt.Sprintf("%d is negative", v))
 	}
 	return v, nil
+}
+
+// websocket decodes the websocket section.
+func (p *parser) websocket(n *yaml.Node, key string, ws *WebSocket) error {
+	return p.mapping(n, key, map[string]func(string, *yaml.Node) error{
+		"token":           func(k string, v *yaml.Node) error { return p.str(v, k, &ws.Token) },
+		"allowed_origins": func(k string, v *yaml.Node) error { return p.strings(v, k, &ws.AllowedOrigins) },
+		"allowed_hosts":   func(k string, v *yaml.Node) error { return p.strings(v, k, &ws.AllowedHosts) },
+		"queue_bytes": func(k string, v *yaml.Node) error {
+			b, err := p.nonNegative(v, k)
+			if err == nil && b > 0 && b < 1<<20 {
+				return p.errAt(v, k, fmt.Sprintf("%d is too small to hold one part (want 0 for the default, or at least 1048576)", b))
+			}
+			ws.QueueBytes = b
+			return err
+		},
+	})
+}
+
+// strings reads a list of non-empty strings.
+func (p *parser) strings(n *yaml.Node, key string, dst *[]string) error {
+	if n.Kind != yaml.SequenceNode {
+		return p.errAt(n, key, fmt.Sprintf("want a list of strings, got %s", describe(n)))
+	}
+	out := make([]string, 0, len(n.Content))
+	for i, item := range n.Content {
+		var s string
+		k := fmt.Sprintf("%s[%d]", key, i)
+		if err := p.str(item, k, &s); err != nil {
+			return err
+		}
+		if s == "" {
+			return p.errAt(item, k, "empty string")
+		}
+		out = append(out, s)
+	}
+	*dst = out
+	return nil
 }
 
 // settings decodes a sender node's settings and checks each.

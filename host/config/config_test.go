@@ -98,6 +98,19 @@ func TestDefault(t *testing.T) {
 	}
 }
 
+func TestWebSocketSection(t *testing.T) {
+	path := writeConfig(t, "websocket:\n  token: s3cret\n  allowed_origins: [\"https://app.example\", \"*\"]\n  allowed_hosts: [localhost, 127.0.0.1]\n  queue_bytes: 67108864\n", "")
+	c, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws := c.WebSocket
+	if ws.Token != "s3cret" || strings.Join(ws.AllowedOrigins, ",") != "https://app.example,*" ||
+		strings.Join(ws.AllowedHosts, ",") != "localhost,127.0.0.1" || ws.QueueBytes != 64<<20 {
+		t.Fatalf("websocket section %+v", ws)
+	}
+}
+
 func TestEmptyFile(t *testing.T) {
 	for _, text := range []string{"", "# only a comment\n", "---\n"} {
 		c, err := config.Parse("empty.yaml", []byte(text), "")
@@ -186,6 +199,10 @@ func TestErrors(t *testing.T) {
 		{name: "UI-format workflow", yaml: withNodes(""), workflow: `{"nodes": [], "links": []}`, key: "workflows.portrait.file", reason: "UI-format"},
 		{name: "workflow node without class_type", yaml: withNodes(""), workflow: `{"1": {"inputs": {}}}`, key: "workflows.portrait.file", reason: "no class_type"},
 		{name: "workflow is a list", yaml: withNodes(""), workflow: `[1, 2]`, key: "workflows.portrait.file", reason: "not a JSON object"},
+		{name: "websocket origins not a list", yaml: "websocket:\n  allowed_origins: https://a.example\n", key: "websocket.allowed_origins", reason: "want a list of strings", line: 2},
+		{name: "websocket empty host", yaml: "websocket:\n  allowed_hosts: [localhost, \"\"]\n", key: "websocket.allowed_hosts[1]", reason: "empty string"},
+		{name: "websocket queue too small", yaml: "websocket: {queue_bytes: 4096}\n", key: "websocket.queue_bytes", reason: "too small"},
+		{name: "websocket unknown key", yaml: "websocket: {tokn: x}\n", key: "websocket.tokn", reason: `unknown key "tokn"`},
 		{name: "node key matches nothing", yaml: withNodes(`      "42": {event: a.b}` + "\n"), workflow: portraitJSON, key: "workflows.portrait.nodes.42", reason: "matches neither a node id nor a _meta.title", line: 5},
 	}
 	for _, tc := range tests {

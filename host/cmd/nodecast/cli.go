@@ -20,6 +20,10 @@ import (
 	"github.com/nodecast/nodecast/host/config"
 )
 
+// tokenEnv, when set, is the token WebSocket clients must present; it wins
+// over the config file's websocket.token.
+const tokenEnv = "NODECAST_TOKEN"
+
 // Exit codes.
 const (
 	exitOK    = 0
@@ -132,6 +136,9 @@ func (s *settings) logger(stderr io.Writer) (*slog.Logger, error) {
 
 func (s *settings) hostOptions(log *slog.Logger) host.Options {
 	opts := host.ConfigOptions(s.cfg)
+	if tok := os.Getenv(tokenEnv); tok != "" {
+		opts.Hub.Token = tok // a secret is better kept out of the config file
+	}
 	opts.PluginDir = s.plugins
 	opts.InputDir = s.inputDir
 	opts.Logger = log
