@@ -24,7 +24,7 @@ func FuzzParsePartFrame(f *testing.F) {
 		if len(data) > 0 && &data[len(data)-1] != &b[len(b)-1] {
 			t.Fatal("data does not alias the frame's tail")
 		}
-		if h.check(len(data)) != nil {
+		if h.Check(len(data)) != nil {
 			t.Fatal("accepted a header that check refuses")
 		}
 		// What parses re-encodes to a frame that parses to the same part.

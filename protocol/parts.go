@@ -75,7 +75,7 @@ func ParsePartFrame(b []byte) (PartHeader, []byte, error) {
 	if err != nil {
 		return h, nil, err
 	}
-	if err := h.check(len(data)); err != nil {
+	if err := h.Check(len(data)); err != nil {
 		return h, nil, err
 	}
 	return h, data, nil
@@ -95,8 +95,9 @@ func decodePartFrame(b []byte) (PartHeader, []byte, error) {
 	return h, data, nil
 }
 
-// check validates the fields of a header that carries n bytes of payload.
-func (h *PartHeader) check(n int) error {
+// Check validates the fields of a header that carries n bytes of payload,
+// as every receiver must before trusting it: a *FrameError says what is wrong.
+func (h *PartHeader) Check(n int) error {
 	bad := func(reason string) error { return &FrameError{Kind: "PART", Reason: reason} }
 	switch {
 	case h.ImageID == "":
@@ -186,7 +187,7 @@ func ParseB64Part(event string, data []byte) (ImagePart, error) {
 	if err != nil {
 		return ImagePart{}, err
 	}
-	if err := p.check(len(p.Data)); err != nil {
+	if err := p.Check(len(p.Data)); err != nil {
 		return ImagePart{}, &FrameError{Kind: "base64 part", Reason: err.(*FrameError).Reason}
 	}
 	return p, nil

@@ -249,7 +249,7 @@ func (r *Reassembler) add(p *ImagePart) (*pendingImage, error) {
 			Reason: "duplicate part: the image is already complete"}
 	}
 	n := int64(len(p.Data))
-	if err := h.check(len(p.Data)); err != nil {
+	if err := h.Check(len(p.Data)); err != nil {
 		return nil, r.refuse(h, err.(*FrameError).Reason, err)
 	}
 	if n == 0 && h.Size > 0 {

@@ -114,7 +114,7 @@ func (s Splitter) Split(h PartHeader, label string, image []byte, wire Wire) ([]
 	// Refuse what a receiver would refuse: empty image_id, index outside the
 	// batch, a sha256 that is not 64 lowercase hex digits.
 	_, n := plan.Part(0)
-	if err := h.check(int(n)); err != nil {
+	if err := h.Check(int(n)); err != nil {
 		return nil, err
 	}
 	parts := make([]ImagePart, plan.Parts)

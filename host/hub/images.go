@@ -3,6 +3,7 @@ package hub
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"strconv"
 
 	"github.com/gorilla/websocket"
@@ -153,34 +154,28 @@ func (h *Hub) dropLocked(img *pendingImage, p *protocol.ImagePart) {
 	h.log.Debug("hub: image dropped", "image", p.ImageID, "prompt", p.PromptID)
 }
 
-// checkPart validates a part on its own.
+// checkPart validates a part on its own: the header checks every receiver
+// makes (protocol's), then what the hub needs besides.
 func checkPart(p *protocol.ImagePart) error {
 	bad := func(reason string) error { return &PartError{ImageID: p.ImageID, Part: p.Part, Reason: reason} }
 	n := int64(len(p.Data))
+	if p.Parts > maxPartsPerImage {
+		return &protocol.LimitError{What: "image parts", Value: int64(p.Parts), Limit: maxPartsPerImage}
+	}
+	if err := p.PartHeader.Check(len(p.Data)); err != nil {
+		var fe *protocol.FrameError
+		if errors.As(err, &fe) {
+			return bad(fe.Reason)
+		}
+		return bad(err.Error())
+	}
 	switch {
-	case p.ImageID == "":
-		return bad("empty image_id")
 	case len(p.ImageID) > 256:
 		return bad("image_id longer than 256 bytes")
-	case p.Parts < 1:
-		return bad("parts " + strconv.Itoa(p.Parts) + " is less than 1")
-	case p.Parts > maxPartsPerImage:
-		return &protocol.LimitError{What: "image parts", Value: int64(p.Parts), Limit: maxPartsPerImage}
-	case p.Part < 0 || p.Part >= p.Parts:
-		return bad("part is outside 0.." + strconv.Itoa(p.Parts-1))
-	case p.Size < 0:
-		return bad("negative size")
 	case int64(p.Parts) > max(p.Size, 1):
 		return bad("parts " + strconv.Itoa(p.Parts) + " is more than the image's " + strconv.FormatInt(p.Size, 10) + " bytes")
-	case p.Offset < 0 || p.Offset > p.Size || n > p.Size-p.Offset:
-		return bad("offset " + strconv.FormatInt(p.Offset, 10) + " + " + strconv.FormatInt(n, 10) +
-			" bytes is outside the image's " + strconv.FormatInt(p.Size, 10))
 	case n == 0 && p.Size > 0:
 		return bad("empty part of a non-empty image")
-	case p.Index < 0 || (p.Batch > 0 && p.Index >= p.Batch):
-		return bad("index " + strconv.Itoa(p.Index) + " is outside the batch of " + strconv.Itoa(p.Batch))
-	case !isLowerHex(p.SHA256, 64):
-		return bad("sha256 is not 64 lowercase hex digits")
 	}
 	switch p.Wire {
 	case "", protocol.WireComfy, protocol.WireB64Parts, protocol.WireParts:
@@ -191,18 +186,6 @@ func checkPart(p *protocol.ImagePart) error {
 		return bad(err.Error())
 	}
 	return nil
-}
-
-func isLowerHex(s string, n int) bool {
-	if len(s) != n {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return false
-		}
-	}
-	return true
 }
 
 // mismatch says how p disagrees with the image's first part, or "".
