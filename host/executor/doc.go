@@ -7,6 +7,17 @@
 // messages through a Broadcaster (the hub). It keeps a bounded history and
 // answers ComfyUI's queue and history questions.
 //
+// A node whose plugin died and took the node's tensor inputs with it (the
+// supervisor cannot retry such a call) is retried once per prompt: the nodes
+// upstream whose outputs were lost run again first, recursively, then the
+// node, with one supervisor.ImageTracker across all its tries so that
+// clients get each image of the batch once. The re-runs are quiet: clients
+// get no second "executing", progress, images or "executed" for them, and no
+// second "executing" for the retried node either, since a client's running
+// node (what ComfyUI's script examples file binary images under) is the
+// retried node all along; the executor logs them at Warn instead. A second
+// death fails the node with execution_error.
+//
 // The executor knows nodes only by their Spec. It must never import sendimage
 // or a node implementation (plugins/builtin): nodes run in plugin processes.
 package executor

@@ -19,6 +19,9 @@ type Runner interface {
 	Class(name string) (supervisor.Class, bool)
 	Run(ctx context.Context, call supervisor.Call, h plugins.RunHandlers) (supervisor.Result, error)
 	Release(ctx context.Context, hs ...supervisor.Handle)
+	// Live reports whether a tensor handle's plugin still holds it: false
+	// once the process that made it has died.
+	Live(h supervisor.Handle) bool
 }
 
 var _ Runner = (*supervisor.Supervisor)(nil)

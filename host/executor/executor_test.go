@@ -208,7 +208,7 @@ func TestRunSendsComfyMessagesInOrder(t *testing.T) {
 	if meta := h["meta"].(obj)["2"].(obj); meta["node_id"] != "2" || meta["display_node"] != "2" || meta["real_node_id"] != "2" || meta["parent_node"] != nil {
 		t.Errorf("meta %v", meta)
 	}
-	if n := r.Live(); n != 0 {
+	if n := r.Held(); n != 0 {
 		t.Errorf("%d tensors not released", n)
 	}
 }
@@ -409,7 +409,7 @@ func TestFailureThenNextPromptRuns(t *testing.T) {
 	if last := badEntry.Status.Messages[len(badEntry.Status.Messages)-1]; last.Type != protocol.TypeExecutionError {
 		t.Errorf("last status message %s, want execution_error", last.Type)
 	}
-	if n := r.Live(); n != 0 {
+	if n := r.Held(); n != 0 {
 		t.Errorf("%d tensors not released after a failure", n)
 	}
 }
@@ -471,8 +471,8 @@ func TestInterrupt(t *testing.T) {
 		t.Fatalf("only %d messages", len(ms))
 	}
 	diffMessages(t, ms[len(ms)-len(wantTail):], wantTail)
-	if r.Live() != 0 {
-		t.Errorf("%d tensors not released after an interrupt", r.Live())
+	if r.Held() != 0 {
+		t.Errorf("%d tensors not released after an interrupt", r.Held())
 	}
 	if e.Interrupt("") {
 		t.Error("interrupt with nothing running reported a hit")

@@ -31,6 +31,7 @@ type promptRun struct {
 	meta     map[string]NodeMeta
 	executed []string
 	handles  []supervisor.Handle
+	retried  map[string]bool // nodes retried after their plugin died, by id
 }
 
 // run executes a prompt's nodes in order and returns its history entry.
@@ -38,7 +39,7 @@ func (e *Executor) run(ctx context.Context, j *job) HistoryEntry {
 	r := &promptRun{
 		e: e, j: j,
 		outputs: map[string][]any{}, ui: map[string]map[string]any{}, meta: map[string]NodeMeta{},
-		executed: []string{},
+		executed: []string{}, retried: map[string]bool{},
 	}
 	defer r.release(ctx)
 	promptID := j.item.PromptID
@@ -75,34 +76,40 @@ func (r *promptRun) runNode(ctx context.Context, n *node) bool {
 		r.interrupted(n)
 		return false
 	}
-	inputs := make(map[string]any, len(n.values)+len(n.links))
-	for k, v := range n.values {
-		inputs[k] = v
-	}
-	for name, l := range n.links {
-		out := r.outputs[l.from]
-		if l.slot >= len(out) {
-			r.failed(n, inputs, ExceptionMissingOutput,
-				fmt.Sprintf("input %q links to output %d of node %s, which returned %d outputs", name, l.slot, l.from, len(out)), nil)
-			return false
-		}
-		inputs[name] = out[l.slot]
+	inputs, missing := r.inputsOf(n)
+	if missing != "" {
+		r.failed(n, inputs, ExceptionMissingOutput, missing, nil)
+		return false
 	}
 
 	id := n.id
 	b.SendJSON(client, protocol.TypeExecuting, protocol.ExecutingData{Node: &id, DisplayNode: &id, PromptID: promptID})
-	res, err := r.e.opts.Runner.Run(ctx, supervisor.Call{
-		ClassType: n.classType, NodeID: id, PromptID: promptID, Inputs: inputs, Limits: r.e.opts.Limits,
-	}, plugins.RunHandlers{
+	handlers := plugins.RunHandlers{
 		Part: func(p *protocol.ImagePart) error { return b.Publish(client, p) },
 		Progress: func(value, max int) {
 			b.SendJSON(client, protocol.TypeProgress, protocol.ProgressData{Value: value, Max: max, PromptID: promptID, Node: id})
 		},
-	})
-	// Images the node left unfinished are dropped whatever the outcome, so
-	// no client ever sees a torn one.
-	b.AbortImages(promptID)
-	r.handles = append(r.handles, handlesIn(res.Outputs)...)
+	}
+	// One tracker across this node's tries, the supervisor's and ours, so
+	// that clients get each image of the batch once.
+	var tracker supervisor.ImageTracker
+	res, err := r.call(ctx, n, inputs, tracker.Handlers(handlers, false))
+	if err != nil && ctx.Err() == nil && r.retriable(n, err) {
+		r.retried[id] = true
+		r.e.log.Warn("node's plugin died and took its inputs; making them again and retrying the node once",
+			"prompt_id", promptID, "node", id, "class_type", n.classType, "images_done", tracker.Done(), "err", err)
+		var rerr error
+		if rerr = r.remakeInputs(ctx, n); rerr == nil {
+			inputs, missing = r.inputsOf(n)
+			if missing != "" {
+				r.failed(n, inputs, ExceptionMissingOutput, missing, nil)
+				return false
+			}
+			res, err = r.call(ctx, n, inputs, tracker.Handlers(handlers, true))
+		} else {
+			err = rerr
+		}
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			r.interrupted(n)
@@ -124,6 +131,111 @@ func (r *promptRun) runNode(ctx context.Context, n *node) bool {
 		b.SendJSON(client, protocol.TypeExecuted, protocol.ExecutedData{Node: id, DisplayNode: id, Output: res.UI, PromptID: promptID})
 	}
 	return true
+}
+
+// inputsOf gathers n's inputs: its values and its links' outputs. missing
+// says why a link has no output to give, or is "".
+func (r *promptRun) inputsOf(n *node) (inputs map[string]any, missing string) {
+	inputs = make(map[string]any, len(n.values)+len(n.links))
+	for k, v := range n.values {
+		inputs[k] = v
+	}
+	for name, l := range n.links {
+		out := r.outputs[l.from]
+		if l.slot >= len(out) {
+			return inputs, fmt.Sprintf("input %q links to output %d of node %s, which returned %d outputs", name, l.slot, l.from, len(out))
+		}
+		inputs[name] = out[l.slot]
+	}
+	return inputs, ""
+}
+
+// call runs n once through the Runner and keeps the tensors it made for
+// release. Images n left unfinished are dropped whatever the outcome, so no
+// client ever sees a torn one, and a retry may send them afresh.
+func (r *promptRun) call(ctx context.Context, n *node, inputs map[string]any, h plugins.RunHandlers) (supervisor.Result, error) {
+	promptID := r.j.item.PromptID
+	res, err := r.e.opts.Runner.Run(ctx, supervisor.Call{
+		ClassType: n.classType, NodeID: n.id, PromptID: promptID, Inputs: inputs, Limits: r.e.opts.Limits,
+	}, h)
+	r.e.opts.Broadcaster.AbortImages(promptID)
+	r.handles = append(r.handles, handlesIn(res.Outputs)...)
+	return res, err
+}
+
+// retriable reports whether n failed because a plugin died and took some of
+// n's inputs with it, and n has not been retried in this prompt. A node whose
+// inputs survived was already retried by the supervisor, if it could be:
+// trying again would be a second retry of its unfinished image.
+func (r *promptRun) retriable(n *node, err error) bool {
+	if r.retried[n.id] || !(errors.Is(err, plugins.ErrUnavailable) || errors.Is(err, supervisor.ErrTensorLost)) {
+		return false
+	}
+	return len(r.lostSources(n)) > 0
+}
+
+// lostSources returns, in run order, the nodes that must run again before n
+// can: those whose outputs n uses were lost with a dead plugin, and,
+// recursively, those whose lost outputs they use.
+func (r *promptRun) lostSources(n *node) []*node {
+	need := map[string]bool{}
+	var visit func(n *node)
+	visit = func(n *node) {
+		for _, l := range n.links {
+			if need[l.from] {
+				continue
+			}
+			if out := r.outputs[l.from]; l.slot < len(out) && r.lost(out[l.slot]) {
+				need[l.from] = true
+				visit(r.j.plan.nodes[l.from])
+			}
+		}
+	}
+	visit(n)
+	var order []*node
+	for _, id := range r.j.plan.order {
+		if need[id] {
+			order = append(order, r.j.plan.nodes[id])
+		}
+	}
+	return order
+}
+
+// lost reports whether v is a tensor handle its plugin no longer holds.
+func (r *promptRun) lost(v any) bool {
+	switch h := v.(type) {
+	case supervisor.Handle:
+		return !r.e.opts.Runner.Live(h)
+	case *supervisor.Handle:
+		return h != nil && !r.e.opts.Runner.Live(*h)
+	}
+	return false
+}
+
+// remakeInputs runs again the nodes whose outputs n needs and a dead plugin
+// took. The re-runs are quiet: clients were told of these nodes once, and
+// a second "executing" would move a client's idea of the running node away
+// from n (the ComfyUI script examples file binary images under the last
+// executing node); their progress, images and "ui" outputs are dropped
+// for the same reason. They are logged instead.
+func (r *promptRun) remakeInputs(ctx context.Context, n *node) error {
+	for _, m := range r.lostSources(n) {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		r.e.log.Warn("running a node again: a dead plugin took its outputs",
+			"prompt_id", r.j.item.PromptID, "node", m.id, "class_type", m.classType, "for_node", n.id)
+		inputs, missing := r.inputsOf(m)
+		if missing != "" {
+			return fmt.Errorf("executor: running node %s (%s) again for node %s: %s", m.id, m.classType, n.id, missing)
+		}
+		res, err := r.call(ctx, m, inputs, plugins.RunHandlers{})
+		if err != nil {
+			return fmt.Errorf("executor: running node %s (%s) again for node %s: %w", m.id, m.classType, n.id, err)
+		}
+		r.outputs[m.id] = res.Outputs
+	}
+	return nil
 }
 
 func (r *promptRun) interrupted(n *node) {
@@ -202,10 +314,16 @@ func formatValue(v any) any {
 }
 
 // exceptionType names a Go error's type the way ComfyUI names an exception's
-// class: "package.Type".
+// class: "package.Type", looking through fmt.Errorf's wrapper, whose own
+// name says nothing about the failure.
 func exceptionType(err error) string {
-	if t, ok := err.(interface{ ExceptionType() string }); ok {
-		return t.ExceptionType()
+	for e := err; e != nil; e = errors.Unwrap(e) {
+		if t, ok := e.(interface{ ExceptionType() string }); ok {
+			return t.ExceptionType()
+		}
+		if name := fmt.Sprintf("%T", e); name != "*fmt.wrapError" {
+			return strings.TrimPrefix(name, "*")
+		}
 	}
 	return strings.TrimPrefix(fmt.Sprintf("%T", err), "*")
 }

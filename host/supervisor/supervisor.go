@@ -308,56 +308,24 @@ func (s *Supervisor) Packs() []PackInfo {
 // into that pack first when they live elsewhere. A plugin that died during the
 // call is restarted and the call retried once, when its inputs survive; the
 // retry hands on only the images the first try did not finish, so clients
-// get each image of the batch once.
+// get each image of the batch once. When its inputs died with the plugin the
+// error is returned (errors.Is plugins.ErrUnavailable or ErrTensorLost): only
+// the caller can make them again (Live tells which), and retry with an
+// ImageTracker of its own.
 func (s *Supervisor) Run(ctx context.Context, call Call, h plugins.RunHandlers) (Result, error) {
 	cls, ok := s.classes[call.ClassType]
 	if !ok {
 		return Result{}, fmt.Errorf("%w: %q", ErrUnknownClass, call.ClassType)
 	}
 	p := s.byName[cls.Pack]
-	sent := &sentImages{parts: map[string]int{}, done: map[int]bool{}}
-	res, err := s.runOnce(ctx, p, call, sent.handlers(h, false))
+	var sent ImageTracker
+	res, err := s.runOnce(ctx, p, call, sent.Handlers(h, false))
 	if err != nil && ctx.Err() == nil && errors.Is(err, plugins.ErrUnavailable) && p.waitExit(exitNoticeTimeout) && survivesRestart(p, call) {
 		s.log.Warn("plugin died during a call, retrying once", "pack", p.src.Name, "class", call.ClassType,
-			"node", call.NodeID, "images_done", len(sent.done), "err", err)
-		res, err = s.runOnce(ctx, p, call, sent.handlers(h, true))
+			"node", call.NodeID, "images_done", sent.Done(), "err", err)
+		res, err = s.runOnce(ctx, p, call, sent.Handlers(h, true))
 	}
 	return res, err
-}
-
-// sentImages remembers which images of a node's batch were handed on whole,
-// by batch index, so that a retried call does not send them twice.
-type sentImages struct {
-	mu    sync.Mutex
-	parts map[string]int // parts handed on, by image id
-	done  map[int]bool   // batch indexes whose every part was handed on
-}
-
-// handlers wraps h. On a retry, parts of images already done are dropped.
-func (si *sentImages) handlers(h plugins.RunHandlers, retry bool) plugins.RunHandlers {
-	if h.Part == nil {
-		return h
-	}
-	part := h.Part
-	h.Part = func(p *protocol.ImagePart) error {
-		si.mu.Lock()
-		skip := retry && si.done[p.Index]
-		si.mu.Unlock()
-		if skip {
-			return nil
-		}
-		if err := part(p); err != nil {
-			return err
-		}
-		si.mu.Lock()
-		si.parts[p.ImageID]++
-		if si.parts[p.ImageID] == p.Parts {
-			si.done[p.Index] = true
-		}
-		si.mu.Unlock()
-		return nil
-	}
-	return h
 }
 
 // survivesRestart reports whether every tensor input of call survives the
@@ -471,18 +439,28 @@ func (s *Supervisor) Fetch(ctx context.Context, h Handle) (*protocol.Tensor, err
 	return c.GetTensor(ctx, h.Ref)
 }
 
+// Live reports whether h's tensor can still be held: the pack that made it
+// runs, in the generation that made it. It never starts or restarts a
+// process, so a caller can tell which tensors a dead plugin took with it
+// before it runs anything again.
+func (s *Supervisor) Live(h Handle) bool {
+	p, ok := s.byName[h.Pack]
+	if !ok {
+		return false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.proc != nil && !p.proc.Exited() && p.gen == h.Gen
+}
+
 // Release lets the plugins forget tensors. Handles of dead generations are
 // already gone and skipped.
 func (s *Supervisor) Release(ctx context.Context, hs ...Handle) {
 	byPack := map[*pack][]string{}
 	for _, h := range hs {
-		if p, ok := s.byName[h.Pack]; ok {
-			p.mu.Lock()
-			live := p.proc != nil && !p.proc.Exited() && p.gen == h.Gen
-			p.mu.Unlock()
-			if live {
-				byPack[p] = append(byPack[p], h.Ref.ID)
-			}
+		if s.Live(h) {
+			p := s.byName[h.Pack]
+			byPack[p] = append(byPack[p], h.Ref.ID)
 		}
 	}
 	for p, ids := range byPack {

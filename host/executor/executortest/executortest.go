@@ -1,7 +1,9 @@
 // Package executortest provides an in-memory Runner and a recording
 // Broadcaster, so the executor and the HTTP API can be tested (and embedders
 // can try them) without plugin processes. The Runner behaves like the
-// supervisor: tensors are handles it holds until released.
+// supervisor: tensors are handles it holds until released, and its one pack
+// can be made to die (Die), which loses every tensor it held, as a plugin
+// process that exits does.
 //
 // It must never import sendimage or a node implementation.
 package executortest
@@ -40,13 +42,27 @@ type Runner struct {
 	mu      sync.Mutex
 	classes map[string]supervisor.Class
 	next    int
+	gen     int // the pack's generation: 1, plus one per death
 	live    map[string]supervisor.Handle
 	calls   []supervisor.Call
+	deaths  []Death
+}
+
+// Death is a planned death of the Runner's pack, as a plugin process that
+// exits in the middle of a call.
+type Death struct {
+	// ClassType: the death strikes in the next call of this class. "" = the
+	// next call of any class.
+	ClassType string
+	// AfterImages: a SendImageOnWebSocket call hands on this many whole
+	// images of its batch, and the first part of the next one, before it
+	// dies. Other classes die before doing anything.
+	AfterImages int
 }
 
 // NewRunner returns a Runner serving the classes named above.
 func NewRunner() *Runner {
-	r := &Runner{Started: make(chan string, 64), classes: map[string]supervisor.Class{}, live: map[string]supervisor.Handle{}}
+	r := &Runner{Started: make(chan string, 64), classes: map[string]supervisor.Class{}, gen: 1, live: map[string]supervisor.Handle{}}
 	for _, s := range Specs() {
 		r.classes[s.ClassType] = supervisor.Class{Spec: s, Pack: PackName}
 	}
@@ -127,11 +143,45 @@ func (r *Runner) Classes() []supervisor.Class {
 	return out
 }
 
-// Live returns how many tensors are held (made and not released).
-func (r *Runner) Live() int {
+// Held returns how many tensors are held (made, not released, and not lost
+// with a dead pack).
+func (r *Runner) Held() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return len(r.live)
+}
+
+// Live reports whether h was made by the pack's running generation, as
+// supervisor.Supervisor.Live does.
+func (r *Runner) Live(h supervisor.Handle) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return h.Pack == PackName && h.Gen == r.gen
+}
+
+// Generation returns the pack's generation: 1, plus one per death.
+func (r *Runner) Generation() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.gen
+}
+
+// Die plans a death of the pack. Planned deaths strike in the order they
+// were planned, one per call: the call fails with a *plugins.CallError of
+// plugins.ErrUnavailable, and every tensor the pack held is lost.
+func (r *Runner) Die(d Death) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.deaths = append(r.deaths, d)
+}
+
+// die kills the pack now: its tensors are gone and its handles dead.
+func (r *Runner) die() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.gen++
+	clear(r.live)
+	return &plugins.CallError{Op: "Run", Kind: plugins.ErrUnavailable, Reason: "plugin process exited"}
 }
 
 // Calls returns every call run so far.
@@ -154,7 +204,7 @@ func (r *Runner) newTensor(dtype protocol.DType, shape ...int) supervisor.Handle
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.next++
-	h := supervisor.Handle{Pack: PackName, Gen: 1, Ref: plugins.TensorRef{ID: fmt.Sprintf("t%d", r.next), DType: dtype, Shape: shape}}
+	h := supervisor.Handle{Pack: PackName, Gen: r.gen, Ref: plugins.TensorRef{ID: fmt.Sprintf("t%d", r.next), DType: dtype, Shape: shape}}
 	r.live[h.Ref.ID] = h
 	return h
 }
@@ -167,7 +217,12 @@ func (r *Runner) tensor(call supervisor.Call, name string) (supervisor.Handle, e
 	}
 	r.mu.Lock()
 	_, live := r.live[h.Ref.ID]
+	gen := r.gen
 	r.mu.Unlock()
+	if h.Gen != gen {
+		return h, fmt.Errorf("%w: input %q of node %s was made by pack %s generation %d, now %d",
+			supervisor.ErrTensorLost, name, call.NodeID, h.Pack, h.Gen, gen)
+	}
 	if !live {
 		return h, fmt.Errorf("%w: %s", plugins.ErrUnknownTensor, h.Ref.ID)
 	}
@@ -178,7 +233,18 @@ func (r *Runner) tensor(call supervisor.Call, name string) (supervisor.Handle, e
 func (r *Runner) Run(ctx context.Context, call supervisor.Call, h plugins.RunHandlers) (supervisor.Result, error) {
 	r.mu.Lock()
 	r.calls = append(r.calls, call)
+	var death *Death
+	if len(r.deaths) > 0 && (r.deaths[0].ClassType == "" || r.deaths[0].ClassType == call.ClassType) {
+		death = &r.deaths[0]
+		r.deaths = r.deaths[1:]
+	}
 	r.mu.Unlock()
+	if call.ClassType == ClassSender {
+		return r.send(ctx, call, h, death)
+	}
+	if death != nil {
+		return supervisor.Result{}, r.die()
+	}
 	switch call.ClassType {
 	case ClassEmptyImage:
 		w, _ := call.Inputs["width"].(int64)
@@ -207,8 +273,6 @@ func (r *Runner) Run(ctx context.Context, call supervisor.Call, h plugins.RunHan
 		return supervisor.Result{Outputs: []any{r.newTensor(img.Ref.DType, shape...)}}, nil
 	case ClassPrimitive:
 		return supervisor.Result{Outputs: []any{call.Inputs["value"]}}, nil
-	case ClassSender:
-		return r.send(ctx, call, h)
 	case ClassFailing:
 		return supervisor.Result{}, &plugins.NodeFailure{ClassType: call.ClassType, ExceptionType: "ValueError", Message: "boom", Traceback: []string{"  File \"fake.go\", line 1, in Run\n"}}
 	case ClassSlow:
@@ -223,8 +287,10 @@ func (r *Runner) Run(ctx context.Context, call supervisor.Call, h plugins.RunHan
 }
 
 // send emits, per image of its batch, two parts with a progress report
-// before each, and returns what it was asked to do as its UI output.
-func (r *Runner) send(ctx context.Context, call supervisor.Call, h plugins.RunHandlers) (supervisor.Result, error) {
+// before each, and returns what it was asked to do as its UI output. With a
+// death planned, it dies after death.AfterImages whole images and the first
+// part of the next.
+func (r *Runner) send(ctx context.Context, call supervisor.Call, h plugins.RunHandlers, death *Death) (supervisor.Result, error) {
 	img, err := r.tensor(call, "images")
 	if err != nil {
 		return supervisor.Result{}, err
@@ -256,7 +322,13 @@ func (r *Runner) send(ctx context.Context, call supervisor.Call, h plugins.RunHa
 					return supervisor.Result{}, err
 				}
 			}
+			if death != nil && i == death.AfterImages {
+				return supervisor.Result{}, r.die()
+			}
 		}
+	}
+	if death != nil { // the batch had no more images than death.AfterImages
+		return supervisor.Result{}, r.die()
 	}
 	ui := map[string]any{"images": []any{map[string]any{
 		"event": event, "encoder": call.Inputs["encoder"], "wire": call.Inputs["wire"],
