@@ -14,9 +14,11 @@ import (
 	"github.com/nodecast/nodecast/host/api"
 	"github.com/nodecast/nodecast/host/executor"
 	"github.com/nodecast/nodecast/host/hub"
+	"github.com/nodecast/nodecast/host/metrics"
 	"github.com/nodecast/nodecast/host/supervisor"
 	"github.com/nodecast/nodecast/plugins"
 	"github.com/nodecast/nodecast/protocol"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Options configures a Host. The zero value serves no nodes (pass the
@@ -57,13 +59,14 @@ type PackSource = supervisor.PackSource
 
 // Host is a running nodecast runtime.
 type Host struct {
-	opts   Options
-	log    *slog.Logger
-	sup    *supervisor.Supervisor
-	hub    *hub.Hub
-	exec   *executor.Executor
-	limits plugins.Limits
-	api    http.Handler
+	opts    Options
+	log     *slog.Logger
+	sup     *supervisor.Supervisor
+	hub     *hub.Hub
+	exec    *executor.Executor
+	limits  plugins.Limits
+	api     http.Handler
+	metrics *prometheus.Registry
 }
 
 // SelfPack is the pack source that runs pack name from this very binary: the
@@ -133,6 +136,13 @@ func New(ctx context.Context, opts Options) (*Host, error) {
 		sup.Close()
 		return nil, err
 	}
+	h.metrics, err = metrics.NewRegistry(metrics.Sources{Hub: h.hub, Executor: h.exec, Supervisor: sup})
+	if err != nil {
+		h.exec.Close()
+		h.hub.Close()
+		sup.Close()
+		return nil, err
+	}
 	h.api = api.New(api.Options{
 		Executor:     h.exec,
 		Classes:      sup.Classes,
@@ -142,6 +152,7 @@ func New(ctx context.Context, opts Options) (*Host, error) {
 		Limits:       opts.ImageLimits,
 		MessageLimit: opts.MessageLimit,
 		Features:     h.hub.ServerFlags(),
+		Metrics:      metrics.Handler(h.metrics, log),
 		Logger:       log,
 	})
 	return h, nil
@@ -149,6 +160,11 @@ func New(ctx context.Context, opts Options) (*Host, error) {
 
 // Handler serves ComfyUI's HTTP and WebSocket API.
 func (h *Host) Handler() http.Handler { return h.api }
+
+// Metrics is the host's own Prometheus registry, served at GET /metrics: the
+// hub's, executor's and plugins' metrics and the Go runtime and process
+// collectors. Embedders may register their collectors on it.
+func (h *Host) Metrics() *prometheus.Registry { return h.metrics }
 
 // Executor queues and runs prompts: Submit and Wait are the Go side of
 // POST /prompt.

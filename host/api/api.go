@@ -49,6 +49,9 @@ type Options struct {
 	// ComfyUI does without --enable-cors-header, so a web page cannot queue
 	// prompts on a local server.
 	AllowCrossOrigin bool
+	// Metrics serves GET /metrics (Prometheus; not under /api, which
+	// ComfyUI does not have either). nil = 404.
+	Metrics http.Handler
 	// Version is reported as comfyui_version in /system_stats. "" = "nodecast".
 	Version string
 	Logger  *slog.Logger // nil = discard
@@ -120,6 +123,13 @@ func New(opts Options) http.Handler {
 	route("GET", "/features", body, s.getFeatures)
 	route("GET", "/system_stats", body, s.getSystemStats)
 	route("GET", "/ws", 0, s.ws)
+	if opts.Metrics != nil {
+		var metrics http.Handler = opts.Metrics
+		if !opts.AllowCrossOrigin {
+			metrics = sameOriginOnLoopback(metrics)
+		}
+		mux.Handle("GET /metrics", metrics)
+	}
 	return mux
 }
 

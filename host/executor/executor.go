@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/nodecast/nodecast/host/supervisor"
 	"github.com/nodecast/nodecast/plugins"
@@ -110,6 +111,21 @@ type Executor struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	succeeded, failed, interrupted atomic.Uint64 // prompts finished, by outcome
+}
+
+// Finished counts the prompts that ran to an end since New, by outcome.
+type Finished struct {
+	Success     uint64 // every node ran
+	Error       uint64 // a node failed or could not run
+	Interrupted uint64 // stopped by Interrupt or Close
+}
+
+// Finished returns how many prompts ended, by outcome. A prompt is counted
+// before its history entry is stored, so it is counted once Wait returns.
+func (e *Executor) Finished() Finished {
+	return Finished{Success: e.succeeded.Load(), Error: e.failed.Load(), Interrupted: e.interrupted.Load()}
 }
 
 // New starts an executor's workers.

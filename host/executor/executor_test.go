@@ -372,6 +372,9 @@ func TestFailureThenNextPromptRuns(t *testing.T) {
 	if goodEntry.Status.StatusStr != "success" || !goodEntry.Status.Completed {
 		t.Errorf("next prompt status %+v", goodEntry.Status)
 	}
+	if got, want := e.Finished(), (executor.Finished{Success: 1, Error: 1}); got != want {
+		t.Errorf("Finished() = %+v, want %+v", got, want)
+	}
 
 	// Status messages are left out: whether the second prompt was queued
 	// before or after the first started is up to the scheduler.
@@ -458,6 +461,9 @@ func TestInterrupt(t *testing.T) {
 	}
 	if entry.Status.StatusStr != "error" || entry.Status.Completed {
 		t.Errorf("status %+v", entry.Status)
+	}
+	if got, want := e.Finished(), (executor.Finished{Interrupted: 1}); got != want {
+		t.Errorf("Finished() = %+v, want %+v", got, want)
 	}
 	ms := normalize(t, b.Messages())
 	wantTail := []msg{

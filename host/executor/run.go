@@ -32,6 +32,7 @@ type promptRun struct {
 	executed []string
 	handles  []supervisor.Handle
 	retried  map[string]bool // nodes retried after their plugin died, by id
+	stopped  bool            // interrupted, as opposed to failed
 }
 
 // run executes a prompt's nodes in order and returns its history entry.
@@ -54,6 +55,14 @@ func (e *Executor) run(ctx context.Context, j *job) HistoryEntry {
 	}
 	if ok {
 		r.add(protocol.TypeExecutionSuccess, protocol.ExecutionSuccessData{PromptID: promptID, Timestamp: nowMillis()})
+	}
+	switch {
+	case ok:
+		e.succeeded.Add(1)
+	case r.stopped:
+		e.interrupted.Add(1)
+	default:
+		e.failed.Add(1)
 	}
 	status := HistoryStatus{StatusStr: StatusSuccess, Completed: ok, Messages: r.messages}
 	if !ok {
@@ -239,6 +248,7 @@ func (r *promptRun) remakeInputs(ctx context.Context, n *node) error {
 }
 
 func (r *promptRun) interrupted(n *node) {
+	r.stopped = true
 	r.add(protocol.TypeExecutionInterrupted, protocol.ExecutionInterruptedData{
 		PromptID: r.j.item.PromptID, NodeID: n.id, NodeType: n.classType,
 		Executed: append([]string{}, r.executed...), Timestamp: nowMillis(),
