@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/nodecast/nodecast/host/config"
+	"github.com/nodecast/nodecast/host/internal/logbuf"
 )
 
 // portraitWorkflow is an API-format workflow with three senders: node 3 is
@@ -169,7 +170,7 @@ func TestServeCommand(t *testing.T) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "serve", "--listen", "127.0.0.1:0", "--config", path,
 		"--plugins", t.TempDir(), "--input-dir", inputDir, "--log-level", "warn")
-	var stderr lockedBuffer
+	var stderr logbuf.Buffer
 	cmd.Stderr = &stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {

@@ -10,12 +10,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/nodecast/nodecast/host"
 	"github.com/nodecast/nodecast/host/config"
+	"github.com/nodecast/nodecast/host/internal/logbuf"
 )
 
 // serveOptions are the host.Options that `nodecast serve --plugins P
@@ -40,7 +40,7 @@ type server struct {
 // log is printed only when the test fails.
 func startServer(t *testing.T, opts host.Options) *server {
 	t.Helper()
-	logs := &lockedBuffer{}
+	logs := &logbuf.Buffer{}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("host log:\n%s", logs.String())
@@ -62,24 +62,6 @@ func startServer(t *testing.T, opts host.Options) *server {
 		srv.Close()
 	})
 	return &server{Host: h, URL: srv.URL, InputDir: opts.InputDir}
-}
-
-// lockedBuffer is a bytes.Buffer safe for the host's concurrent log writes.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 var httpClient = &http.Client{Timeout: 2 * time.Minute}

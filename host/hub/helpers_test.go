@@ -331,24 +331,6 @@ func publishAll(t testing.TB, h *Hub, clientID string, parts []*protocol.ImagePa
 	}
 }
 
-// syncBuffer is a log sink safe for the hub's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // waitFor polls cond; it only guards against hanging, it asserts no timing.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()

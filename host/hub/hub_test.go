@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/nodecast/nodecast/host/internal/logbuf"
 	"github.com/nodecast/nodecast/protocol"
 )
 
@@ -260,7 +261,7 @@ func TestOrder(t *testing.T) {
 // TestSlowClientEvicted: a client that stops reading is cut with 1008 once
 // its queue passes QueueBytes, while a fast client keeps receiving everything.
 func TestSlowClientEvicted(t *testing.T) {
-	var logs syncBuffer
+	var logs logbuf.Buffer
 	const queueBytes = 1 << 20
 	h, srv := startHub(t, Options{QueueBytes: queueBytes, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	slow := connect(t, srv, dialOpts{query: "clientId=slow"})

@@ -18,6 +18,7 @@ import (
 
 	"github.com/nodecast/nodecast/host/executor"
 	"github.com/nodecast/nodecast/host/hub"
+	"github.com/nodecast/nodecast/host/internal/logbuf"
 	"github.com/nodecast/nodecast/host/metrics"
 	"github.com/nodecast/nodecast/host/supervisor"
 )
@@ -289,7 +290,7 @@ func TestBadPackNameFailsOnlyItsMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuffer
+	var logs logbuf.Buffer
 	srv := httptest.NewServer(metrics.Handler(reg, slog.New(slog.NewTextHandler(&logs, nil))))
 	defer srv.Close()
 	fams, resp := scrape(t, srv.URL)
@@ -302,21 +303,4 @@ func TestBadPackNameFailsOnlyItsMetrics(t *testing.T) {
 	if !strings.Contains(logs.String(), "metrics:") {
 		t.Errorf("the bad metric was not logged: %q", logs.String())
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
