@@ -3,21 +3,17 @@ package host_test
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"image"
 	"image/png"
 	"math/rand/v2"
 	"net/http/httptest"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/nodecast/nodecast/host"
+	"github.com/nodecast/nodecast/host/internal/testbin"
 	"github.com/nodecast/nodecast/host/internal/testclient"
-	"github.com/nodecast/nodecast/plugins"
 	"github.com/nodecast/nodecast/protocol"
 	"github.com/nodecast/nodecast/sendimage"
 )
@@ -41,38 +37,6 @@ func startHost(t *testing.T, opts host.Options) (*host.Host, *httptest.Server) {
 	srv := httptest.NewServer(h.Handler())
 	t.Cleanup(func() { srv.Close(); h.Close() })
 	return h, srv
-}
-
-var (
-	buildOnce sync.Once
-	buildBin  string
-	buildErr  error
-)
-
-// builtNodecastPack builds host/cmd/nodecast once per test binary (without
-// the race detector) and returns the source of its built-in pack.
-func builtNodecastPack(t *testing.T) host.PackSource {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "nodecast-test-bin")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		buildBin = filepath.Join(dir, "nodecast")
-		out, err := exec.Command("go", "build", "-o", buildBin, "github.com/nodecast/nodecast/host/cmd/nodecast").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return host.PackSource{Name: "builtin", Path: buildBin, Command: func() (*exec.Cmd, error) {
-		cmd := exec.Command(buildBin)
-		cmd.Env = append(os.Environ(), plugins.PackEnv+"=builtin")
-		return cmd, nil
-	}}
 }
 
 // noiseBatch returns a float32 IMAGE [n,size,size,3] of uniform noise, which
@@ -151,7 +115,7 @@ func TestBatchToThreeKindsOfClient(t *testing.T) {
 	// The plugin is the nodecast binary built without -race: the test still
 	// crosses a real process boundary, and the race detector's 30× slowdown
 	// stays on the host's side, where this test's concurrency is.
-	h, srv := startHost(t, host.Options{Packs: []host.PackSource{builtNodecastPack(t)}})
+	h, srv := startHost(t, host.Options{Packs: []host.PackSource{testbin.BuiltinPack(t)}})
 
 	partsC, err := testclient.Dial(srv.URL, "parts", testclient.Parts, nil)
 	if err != nil {

@@ -2,9 +2,9 @@ package host_test
 
 import (
 	"os"
-	"path/filepath"
 	"testing"
 
+	"github.com/nodecast/nodecast/host/internal/testbin"
 	"github.com/nodecast/nodecast/plugins"
 	"github.com/nodecast/nodecast/plugins/builtin"
 )
@@ -16,8 +16,6 @@ func TestMain(m *testing.M) {
 		os.Exit(0)
 	}
 	code := m.Run()
-	if buildBin != "" {
-		os.RemoveAll(filepath.Dir(buildBin))
-	}
+	testbin.Cleanup()
 	os.Exit(code)
 }

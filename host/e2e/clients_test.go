@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/nodecast/nodecast/host/config"
+	"github.com/nodecast/nodecast/host/internal/testbin"
 	"github.com/nodecast/nodecast/protocol"
 )
 
@@ -14,7 +15,7 @@ func TestClientsReceiveOnlyTheirOwnPrompts(t *testing.T) {
 	const size = 256
 	p := photoOf(t, size)
 	opts := serveOptions(t, config.Default())
-	opts.Packs[0] = builtPack(t)
+	opts.Packs[0] = testbin.BuiltinPack(t)
 	s := startServer(t, opts)
 	name := mustUpload(t, s, "shared.png", p.PNG)
 
@@ -115,7 +116,7 @@ func promptMessages(log []received, promptID string) []received {
 func TestPromptWithoutClientReachesEveryClient(t *testing.T) {
 	p := photoOf(t, 256)
 	opts := serveOptions(t, config.Default())
-	opts.Packs[0] = builtPack(t)
+	opts.Packs[0] = testbin.BuiltinPack(t)
 	s := startServer(t, opts)
 	name := mustUpload(t, s, "everyone.png", p.PNG)
 	parts := dialWS(t, s, "everyone-parts", true, stockReadLimit)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/nodecast/nodecast/host/config"
 	"github.com/nodecast/nodecast/host/internal/logbuf"
+	"github.com/nodecast/nodecast/host/internal/testbin"
 )
 
 // portraitWorkflow is an API-format workflow with three senders: node 3 is
@@ -163,7 +164,7 @@ func TestConfiguredWorkflow(t *testing.T) {
 // --config F` on 127.0.0.1:0 serves the configured workflow, and stops
 // cleanly on SIGINT.
 func TestServeCommand(t *testing.T) {
-	bin := nodecastBinary(t)
+	bin := testbin.MustBuild(t, testbin.Nodecast)
 	path := writeConfig(t, portraitConfig, map[string]string{"portrait.json": portraitWorkflow})
 	inputDir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
@@ -230,7 +231,7 @@ func TestServeCommand(t *testing.T) {
 // file at start with exit status 1 and a message that names the file, the
 // key and the reason, and that config.Load says the same in its *Error.
 func TestBadConfigRefused(t *testing.T) {
-	bin := nodecastBinary(t)
+	bin := testbin.MustBuild(t, testbin.Nodecast)
 	cases := []struct {
 		name   string
 		yaml   string

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nodecast/nodecast/host/internal/testbin"
 	"github.com/nodecast/nodecast/plugins"
 )
 
@@ -25,33 +26,18 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "nodecast-cli-test")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
 	code := 1
-	if err := buildBinaries(dir); err != nil {
+	var err error
+	if nodecastBin, err = testbin.Build(testbin.Nodecast); err == nil {
+		customnodeBin, err = testbin.Build("github.com/nodecast/nodecast/examples/customnode")
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 	} else {
 		code = m.Run()
 	}
-	os.RemoveAll(dir)
+	testbin.Cleanup()
 	os.Exit(code)
-}
-
-func buildBinaries(dir string) error {
-	nodecastBin = filepath.Join(dir, "nodecast")
-	customnodeBin = filepath.Join(dir, "customnode")
-	for bin, pkg := range map[string]string{
-		nodecastBin:   "github.com/nodecast/nodecast/host/cmd/nodecast",
-		customnodeBin: "github.com/nodecast/nodecast/examples/customnode",
-	} {
-		if out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput(); err != nil {
-			return fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
-		}
-	}
-	return nil
 }
 
 // pluginFolder returns a new folder holding the customnode plugin.
