@@ -24,5 +24,12 @@ func ConfigOptions(cfg *config.Config) Options {
 			AllowedHosts:   cfg.WebSocket.AllowedHosts,
 			QueueBytes:     cfg.WebSocket.QueueBytes,
 		},
+		Listen:            cfg.Listen,
+		HistoryBytes:      cfg.Limits.HistoryBytes,
+		HistoryValueBytes: int(cfg.Limits.HistoryValueBytes),
+		PromptTensorBytes: cfg.Limits.PromptTensorBytes,
+		BreakerRestarts:   cfg.Limits.BreakerRestarts,
+		BreakerWindow:     cfg.Limits.BreakerWindow,
+		BreakerCooldown:   cfg.Limits.BreakerCooldown,
 	}
 }

@@ -6,10 +6,13 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
+	"time"
 
 	"github.com/nodecast/nodecast/host/api"
 	"github.com/nodecast/nodecast/host/executor"
@@ -52,6 +55,29 @@ type Options struct {
 	Hub hub.Options
 	// Logger receives the host's logs; nil = slog.Default().
 	Logger *slog.Logger
+
+	// Listen is the address Handler is served on ("127.0.0.1:8188"). When
+	// its host is a loopback address, every route (/ws included) accepts
+	// only loopback Host values unless Hub.AllowedHosts lists others: the
+	// guard against DNS rebinding. "" = not known, no Host rule beyond
+	// Hub.AllowedHosts.
+	Listen string
+	// HistoryBytes bounds the finished prompts kept for /history, in bytes
+	// of JSON; 0 = executor.DefaultHistoryBytes.
+	HistoryBytes int64
+	// HistoryValueBytes: longer prompt inputs are kept in /history and
+	// shown in /queue as placeholders; 0 = executor.DefaultHistoryValueBytes.
+	HistoryValueBytes int
+	// PromptTensorBytes is one prompt's tensor budget, checked by nodes
+	// before they allocate; 0 = executor.DefaultPromptTensorBytes, negative
+	// = none.
+	PromptTensorBytes int64
+	// BreakerRestarts, BreakerWindow and BreakerCooldown configure each
+	// pack's crash-loop breaker (supervisor.Options MaxRestarts,
+	// RestartWindow, BreakerCooldown); 0 = 3 restarts, 1 minute, 10 s.
+	BreakerRestarts int
+	BreakerWindow   time.Duration
+	BreakerCooldown time.Duration
 }
 
 // PackSource says how to start one node pack's plugin process.
@@ -67,6 +93,7 @@ type Host struct {
 	limits  plugins.Limits
 	api     http.Handler
 	metrics *prometheus.Registry
+	tempDir string // the host's own temp folder, removed by Close
 }
 
 // SelfPack is the pack source that runs pack name from this very binary: the
@@ -99,13 +126,26 @@ func New(ctx context.Context, opts Options) (*Host, error) {
 		return nil, fmt.Errorf("host: input folder: %w", err)
 	}
 	opts.InputDir = inputDir
+	if opts.MaxBodyBytes > plugins.MaxInputBytes {
+		return nil, fmt.Errorf("host: MaxBodyBytes %d exceeds limit %d, the largest input a node call carries", opts.MaxBodyBytes, int64(plugins.MaxInputBytes))
+	}
+	// The host's own temp folder: ComfyUI's "temp" type and uploads in
+	// flight, never a folder shared with other hosts or users.
+	tempDir, err := os.MkdirTemp("", "nodecast-")
+	if err != nil {
+		return nil, fmt.Errorf("host: temp folder: %w", err)
+	}
 	sup, err := supervisor.Start(ctx, supervisor.Options{
-		Packs:     opts.Packs,
-		PluginDir: opts.PluginDir,
-		Env:       []string{plugins.InputDirEnv + "=" + inputDir},
-		Logger:    log,
+		Packs:           opts.Packs,
+		PluginDir:       opts.PluginDir,
+		Env:             []string{plugins.InputDirEnv + "=" + inputDir},
+		Logger:          log,
+		MaxRestarts:     opts.BreakerRestarts,
+		RestartWindow:   opts.BreakerWindow,
+		BreakerCooldown: opts.BreakerCooldown,
 	})
 	if err != nil {
+		_ = os.RemoveAll(tempDir)
 		return nil, err
 	}
 	hopts := opts.Hub
@@ -116,7 +156,7 @@ func New(ctx context.Context, opts Options) (*Host, error) {
 		hopts.Logger = log
 	}
 	h := &Host{
-		opts: opts, log: log, sup: sup,
+		opts: opts, log: log, sup: sup, tempDir: tempDir,
 		limits: plugins.Limits{MessageLimit: opts.MessageLimit, Image: opts.ImageLimits},
 	}
 	if hopts.QueueRemaining == nil {
@@ -131,9 +171,14 @@ func New(ctx context.Context, opts Options) (*Host, error) {
 		Workflows:   opts.Workflows,
 		Defaults:    opts.Defaults,
 		Logger:      log,
+
+		MaxHistoryBytes:   opts.HistoryBytes,
+		HistoryValueBytes: opts.HistoryValueBytes,
+		PromptTensorBytes: opts.PromptTensorBytes,
 	})
 	if err != nil {
 		sup.Close()
+		_ = os.RemoveAll(tempDir)
 		return nil, err
 	}
 	h.metrics, err = metrics.NewRegistry(metrics.Sources{Hub: h.hub, Executor: h.exec, Supervisor: sup})
@@ -141,6 +186,7 @@ func New(ctx context.Context, opts Options) (*Host, error) {
 		h.exec.Close()
 		h.hub.Close()
 		sup.Close()
+		_ = os.RemoveAll(tempDir)
 		return nil, err
 	}
 	h.api = api.New(api.Options{
@@ -154,6 +200,13 @@ func New(ctx context.Context, opts Options) (*Host, error) {
 		Features:     h.hub.ServerFlags(),
 		Metrics:      metrics.Handler(h.metrics, log),
 		Logger:       log,
+
+		LoopbackOnly:   listensOnLoopback(opts.Listen),
+		AllowedHosts:   opts.Hub.AllowedHosts,
+		AllowedOrigins: opts.Hub.AllowedOrigins,
+		TempDir:        filepath.Join(tempDir, "temp"),
+		StagingDir:     filepath.Join(tempDir, "uploads"),
+		Packs:          sup.Packs,
 	})
 	return h, nil
 }
@@ -183,7 +236,26 @@ func (h *Host) Packs() []supervisor.PackInfo { return h.sup.Packs() }
 func (h *Host) Close() error {
 	h.exec.Close()
 	h.hub.Close()
-	return h.sup.Close()
+	err := h.sup.Close()
+	_ = os.RemoveAll(h.tempDir)
+	return err
+}
+
+// listensOnLoopback reports whether addr's host is a loopback address or
+// name ("127.0.0.1:8188", "[::1]:0", "localhost:8188").
+func listensOnLoopback(addr string) bool {
+	if addr == "" {
+		return false
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		host = addr
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(strings.Trim(host, "[]"))
+	return ip != nil && ip.IsLoopback()
 }
 
 func newID() string {

@@ -115,6 +115,8 @@ func (c *PackClient) Run(ctx context.Context, req RunRequest, h RunHandlers) (Ru
 			MessageLimit: int64(req.Limits.MessageLimit),
 			MaxSide:      int64(req.Limits.Image.MaxSide),
 			MaxPixels:    req.Limits.Image.MaxPixels,
+			TensorBudget: req.Limits.TensorBudget,
+			TensorHeld:   req.Limits.TensorHeld,
 		},
 	})
 	if err != nil {

@@ -25,6 +25,7 @@ type packServer struct {
 	describe *pluginpb.DescribeResponse
 	nodes    map[string]Node
 	store    *tensorStore
+	mem      memoryReturner
 }
 
 func newPackServer(p Pack) (*packServer, error) {
@@ -62,7 +63,8 @@ func (s *packServer) GetTensor(ref *pluginpb.TensorRef, stream grpc.ServerStream
 }
 
 func (s *packServer) Release(_ context.Context, req *pluginpb.ReleaseRequest) (*pluginpb.ReleaseResponse, error) {
-	s.store.release(req.GetIds()...)
+	freed := s.store.release(req.GetIds()...)
+	s.mem.released(freed)
 	return &pluginpb.ReleaseResponse{}, nil
 }
 
@@ -80,6 +82,7 @@ func (s *packServer) Run(req *pluginpb.RunRequest, stream grpc.ServerStreamingSe
 		return err
 	}
 	lim := req.GetLimits()
+	s.mem.limitFor(lim.GetTensorBudget())
 	em := &runEmitter{stream: stream}
 	call := &Call{
 		NodeID:   req.GetNodeId(),
@@ -88,6 +91,8 @@ func (s *packServer) Run(req *pluginpb.RunRequest, stream grpc.ServerStreamingSe
 		Limits: Limits{
 			MessageLimit: int(lim.GetMessageLimit()),
 			Image:        protocol.ImageLimits{MaxSide: int(lim.GetMaxSide()), MaxPixels: lim.GetMaxPixels()},
+			TensorBudget: lim.GetTensorBudget(),
+			TensorHeld:   lim.GetTensorHeld(),
 		},
 		Emitter: em,
 	}
@@ -326,15 +331,19 @@ func (s *tensorStore) get(id string) (*protocol.Tensor, bool) {
 	return t, ok
 }
 
-func (s *tensorStore) release(ids ...string) {
+// release forgets tensors and returns how many bytes they held.
+func (s *tensorStore) release(ids ...string) int64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	var freed int64
 	for _, id := range ids {
 		if t, ok := s.m[id]; ok {
-			s.bytes -= int64(len(t.Data))
+			freed += int64(len(t.Data))
 			delete(s.m, id)
 		}
 	}
+	s.bytes -= freed
+	return freed
 }
 
 func (s *tensorStore) stats() (int, int64) {

@@ -78,6 +78,11 @@ type Call struct {
 type Limits struct {
 	MessageLimit int                  // every WebSocket message strictly smaller; 0 means protocol.DefaultMessageLimit
 	Image        protocol.ImageLimits // sides and pixels of images a node accepts or makes
+	// TensorBudget bounds the bytes of all tensors one prompt makes; a node
+	// checks it with CheckTensorBytes before it allocates. 0 = no budget.
+	TensorBudget int64
+	// TensorHeld is what the prompt's earlier nodes still hold of the budget.
+	TensorHeld int64
 }
 
 // Emitter carries what a running node sends to clients back to the host.

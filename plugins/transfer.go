@@ -15,10 +15,12 @@ const (
 	// message limit, large enough that per-message costs vanish.
 	chunkSize = 1 << 20
 	// maxMessageBytes is the gRPC message limit both sides set, so a single
-	// large image part or JSON input never meets gRPC's 4 MiB default.
-	maxMessageBytes = 64 << 20
-	// maxPartBytes leaves room for a part's header inside maxMessageBytes.
-	maxPartBytes = maxMessageBytes - 64<<10
+	// large JSON input never meets gRPC's 4 MiB default: a run request
+	// carries its string inputs whole, and the host admits request bodies
+	// up to MaxInputBytes.
+	maxMessageBytes = MaxInputBytes + 64<<20
+	// maxPartBytes bounds one image part, far below any message limit.
+	maxPartBytes = 64<<20 - 64<<10
 )
 
 // transferError is a tensor stream that breaks the contract, as opposed to a

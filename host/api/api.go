@@ -4,10 +4,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/nodecast/nodecast/host/executor"
 	"github.com/nodecast/nodecast/host/supervisor"
@@ -55,13 +57,34 @@ type Options struct {
 	// Version is reported as comfyui_version in /system_stats. "" = "nodecast".
 	Version string
 	Logger  *slog.Logger // nil = discard
+	// LoopbackOnly says the server listens on a loopback address: every
+	// route, /ws included, then accepts only loopback Host values
+	// (127.0.0.1, localhost, [::1], any port) unless AllowedHosts lists
+	// others, so a web page that rebinds its name to 127.0.0.1 is refused.
+	LoopbackOnly bool
+	// AllowedHosts lists the Host values every route accepts ("name" = any
+	// port, "name:port", "*" = any). Empty = any, or loopback ones only
+	// under LoopbackOnly.
+	AllowedHosts []string
+	// AllowedOrigins lists the browser Origins ("https://app.example") that
+	// may send state-changing requests (POST) from another site; "*" = any.
+	// Others, and "Origin: null", are refused with 403 (CSRF).
+	AllowedOrigins []string
+	// StagingDir holds uploads while they stream in, before they are
+	// checked and moved to their folder. "" = a private folder made by New
+	// in os.TempDir().
+	StagingDir string
+	// Packs lists the plugin packs, with their crash-loop breakers, for
+	// /system_stats. nil = none shown.
+	Packs func() []supervisor.PackInfo
 }
 
 // server holds the options with their defaults applied.
 type server struct {
 	opts Options
 	log  *slog.Logger
-	dirs map[string]string // upload and view folders by type
+	dirs map[string]string           // upload and view folders by type
+	cop  *http.CrossOriginProtection // nil = cross-site POSTs allowed
 }
 
 // New returns the API's handler.
@@ -72,8 +95,19 @@ func New(opts Options) http.Handler {
 	if opts.OutputDir == "" {
 		opts.OutputDir = "output"
 	}
-	if opts.TempDir == "" {
-		opts.TempDir = filepath.Join(os.TempDir(), "nodecast")
+	if opts.TempDir == "" || opts.StagingDir == "" {
+		// A folder of this server's own: a shared /tmp/nodecast would let
+		// other users and hosts read and plant files.
+		own, err := os.MkdirTemp("", "nodecast-")
+		if err != nil {
+			own = filepath.Join(os.TempDir(), fmt.Sprintf("nodecast-%d", os.Getpid()))
+		}
+		if opts.TempDir == "" {
+			opts.TempDir = filepath.Join(own, "temp")
+		}
+		if opts.StagingDir == "" {
+			opts.StagingDir = filepath.Join(own, "uploads")
+		}
 	}
 	if opts.MaxBodyBytes <= 0 {
 		opts.MaxBodyBytes = DefaultMaxBodyBytes
@@ -95,6 +129,14 @@ func New(opts Options) http.Handler {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
+	if !opts.AllowCrossOrigin {
+		cop, err := newCrossSiteGuard(opts.AllowedOrigins)
+		if err != nil {
+			s.log.Error("allowed origins ignored", "err", err)
+			cop, _ = newCrossSiteGuard(nil)
+		}
+		s.cop = cop
+	}
 	mux := http.NewServeMux()
 	route := func(method, path string, limit int64, h http.HandlerFunc) {
 		var handler http.Handler = h
@@ -103,6 +145,9 @@ func New(opts Options) http.Handler {
 		}
 		if !opts.AllowCrossOrigin && path != "/ws" { // the hub checks its own origins
 			handler = sameOriginOnLoopback(handler)
+		}
+		if method == http.MethodPost {
+			handler = s.crossSiteGuard(handler)
 		}
 		mux.Handle(method+" "+path, handler)
 		mux.Handle(method+" /api"+path, handler)
@@ -130,7 +175,7 @@ func New(opts Options) http.Handler {
 		}
 		mux.Handle("GET /metrics", metrics)
 	}
-	return mux
+	return s.hostGuard(mux)
 }
 
 func (s *server) ws(w http.ResponseWriter, r *http.Request) {
@@ -150,16 +195,56 @@ const (
 
 // limitBody refuses a body over limit: at once when Content-Length says so,
 // and while reading otherwise (handlers answer 413 on *http.MaxBytesError).
+// Either way the rest of the body is read and dropped, up to drainLimit
+// more bytes, after the 413 is sent: a client that writes its whole body
+// before it reads (Python's requests, a chunked upload) would otherwise get
+// a reset connection instead of the answer.
 func (s *server) limitBody(limit int64, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body := r.Body
 		if r.ContentLength > limit {
 			s.tooLarge(w, r.ContentLength, limit)
+			s.drain(w, body, limit)
 			return
 		}
+		lw := &limitWatch{ResponseWriter: w}
 		r.Body = http.MaxBytesReader(w, r.Body, limit)
-		h.ServeHTTP(w, r)
+		h.ServeHTTP(lw, r)
+		if lw.status == http.StatusRequestEntityTooLarge {
+			s.drain(w, body, limit)
+		}
 	})
 }
+
+// drainTimeout bounds the time spent dropping the rest of a refused body.
+const drainTimeout = 30 * time.Second
+
+// drain sends what w holds, then reads and drops up to max(limit, 1 MiB)
+// more bytes of body within drainTimeout, so the client reads the answer
+// before the server closes the connection.
+func (s *server) drain(w http.ResponseWriter, body io.ReadCloser, limit int64) {
+	rc := http.NewResponseController(w)
+	_ = rc.EnableFullDuplex() // keep reading the body after the answer went out
+	_ = rc.Flush()
+	_ = rc.SetReadDeadline(time.Now().Add(drainTimeout))
+	n, _ := io.CopyN(io.Discard, body, max(limit, 1<<20))
+	s.log.Debug("refused body drained", "bytes", n)
+}
+
+// limitWatch remembers the status a handler answered with.
+type limitWatch struct {
+	http.ResponseWriter
+	status int
+}
+
+func (l *limitWatch) WriteHeader(code int) {
+	if l.status == 0 {
+		l.status = code
+	}
+	l.ResponseWriter.WriteHeader(code)
+}
+
+func (l *limitWatch) Unwrap() http.ResponseWriter { return l.ResponseWriter }
 
 func (s *server) tooLarge(w http.ResponseWriter, size, limit int64) {
 	details := fmt.Sprintf("limit %d bytes", limit)

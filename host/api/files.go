@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
@@ -27,10 +28,6 @@ import (
 	"github.com/nodecast/nodecast/host/executor"
 	"github.com/nodecast/nodecast/protocol"
 )
-
-// uploadMemory is how much of a multipart form is held in memory; larger
-// files spill to temporary files.
-const uploadMemory = 32 << 20
 
 // maxCollisions bounds the " (n)" names tried for one upload.
 const maxCollisions = 10000
@@ -70,26 +67,82 @@ func checkSubfolder(sub string) error {
 	return nil
 }
 
+// maxUploadField bounds each form field of an upload besides the image.
+const maxUploadField = 4096
+
 // postUploadImage stores an uploaded image: multipart fields image, type
 // (input|temp|output), subfolder and overwrite. Without overwrite, a name that
-// exists gets " (1)", " (2)" ... unless the file is the same.
+// exists gets " (1)", " (2)" ... unless the file is the same. The image
+// streams to a file in the staging folder as it arrives, so no upload is held
+// in memory, and the body limit is enforced while it streams.
 func (s *server) postUploadImage(w http.ResponseWriter, r *http.Request) {
-	if err := r.ParseMultipartForm(uploadMemory); err != nil {
-		if strings.Contains(err.Error(), "request body too large") {
-			s.tooLarge(w, 0, s.opts.MaxUploadBytes)
-			return
-		}
+	mr, err := r.MultipartReader()
+	if err != nil {
 		s.bodyError(w, err, "Bad multipart form")
 		return
 	}
-	defer func() { _ = r.MultipartForm.RemoveAll() }()
-	files := r.MultipartForm.File["image"]
-	if len(files) == 0 {
+	var (
+		staged   *os.File
+		filename string
+		fields   = map[string]string{}
+	)
+	defer func() {
+		if staged != nil {
+			staged.Close()
+			_ = os.Remove(staged.Name())
+		}
+	}()
+	for {
+		part, err := mr.NextPart()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			s.bodyError(w, err, "Bad multipart form")
+			return
+		}
+		name := part.FormName()
+		switch {
+		case name == "image" && staged == nil:
+			filename = part.FileName()
+			if staged, err = s.stage(part); err != nil {
+				part.Close()
+				var mbe *http.MaxBytesError
+				if !errors.As(err, &mbe) {
+					s.log.Error("upload staging failed", "dir", s.opts.StagingDir, "err", err)
+					writeError(w, http.StatusInternalServerError, "internal_error", "Cannot store the upload", err.Error())
+					return
+				}
+				s.bodyError(w, err, "Cannot read the upload")
+				return
+			}
+		case name == "type" || name == "subfolder" || name == "overwrite":
+			b, err := io.ReadAll(io.LimitReader(part, maxUploadField+1))
+			if err != nil {
+				part.Close()
+				s.bodyError(w, err, "Bad multipart form")
+				return
+			}
+			if len(b) > maxUploadField {
+				part.Close()
+				writeError(w, http.StatusBadRequest, typeInvalidRequest, fmt.Sprintf("Form field %q is over %d bytes", name, maxUploadField), "")
+				return
+			}
+			fields[name] = string(b)
+		default: // other fields and files are read past, not kept
+			if _, err := io.Copy(io.Discard, part); err != nil {
+				part.Close()
+				s.bodyError(w, err, "Bad multipart form")
+				return
+			}
+		}
+		part.Close()
+	}
+	if staged == nil {
 		writeError(w, http.StatusBadRequest, typeInvalidRequest, `No file in the "image" field`, "")
 		return
 	}
-	fh := files[0]
-	typ := r.FormValue("type")
+	typ := fields["type"]
 	if typ == "" {
 		typ = "input"
 	}
@@ -98,25 +151,24 @@ func (s *server) postUploadImage(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, typeInvalidRequest, fmt.Sprintf("Unknown type %q (want input, temp or output)", typ), "")
 		return
 	}
-	subfolder := r.FormValue("subfolder")
+	subfolder := fields["subfolder"]
 	if err := checkSubfolder(subfolder); err != nil {
 		writeError(w, http.StatusBadRequest, typeBadPath, "Bad subfolder", err.Error())
 		return
 	}
-	if err := checkName(fh.Filename); err != nil {
+	if err := checkName(filename); err != nil {
 		writeError(w, http.StatusBadRequest, typeBadPath, "Bad file name", err.Error())
 		return
 	}
-	overwrite := r.FormValue("overwrite") == "true" || r.FormValue("overwrite") == "1"
+	overwrite := fields["overwrite"] == "true" || fields["overwrite"] == "1"
 
-	f, err := fh.Open()
-	if err != nil {
-		writeError(w, http.StatusBadRequest, typeInvalidRequest, "Cannot read the uploaded file", err.Error())
+	f := staged
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		writeError(w, http.StatusInternalServerError, "internal_error", "Cannot rewind the upload", err.Error())
 		return
 	}
-	defer f.Close()
 	// Only the header is read: an image is refused before it is decoded.
-	cfg, format, err := image.DecodeConfig(f)
+	cfg, format, err := image.DecodeConfig(bufio.NewReader(f))
 	if err != nil {
 		writeError(w, http.StatusBadRequest, typeNotAnImage, "The upload is not an image this server reads (png, jpeg, gif, webp, bmp, tiff)", err.Error())
 		return
@@ -133,18 +185,32 @@ func (s *server) postUploadImage(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusRequestEntityTooLarge, verr)
 		return
 	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		writeError(w, http.StatusInternalServerError, "internal_error", "Cannot rewind the upload", err.Error())
-		return
-	}
-	name, err := storeUpload(dir, subfolder, fh.Filename, f, overwrite)
+	name, err := storeUpload(dir, subfolder, filename, f, overwrite)
 	if err != nil {
-		s.log.Error("upload failed", "dir", dir, "subfolder", subfolder, "name", fh.Filename, "err", err)
+		s.log.Error("upload failed", "dir", dir, "subfolder", subfolder, "name", filename, "err", err)
 		writeError(w, http.StatusInternalServerError, "internal_error", "Cannot store the upload", err.Error())
 		return
 	}
 	s.log.Debug("upload stored", "name", name, "subfolder", subfolder, "type", typ, "format", format, "width", cfg.Width, "height", cfg.Height)
 	writeJSON(w, http.StatusOK, map[string]string{"name": name, "subfolder": subfolder, "type": typ})
+}
+
+// stage copies an uploaded file into a new file of the staging folder. On
+// error no file is left.
+func (s *server) stage(src io.Reader) (*os.File, error) {
+	if err := os.MkdirAll(s.opts.StagingDir, 0o700); err != nil {
+		return nil, err
+	}
+	f, err := os.CreateTemp(s.opts.StagingDir, "upload-*")
+	if err != nil {
+		return nil, err
+	}
+	if _, err := io.Copy(f, src); err != nil {
+		f.Close()
+		_ = os.Remove(f.Name())
+		return nil, err
+	}
+	return f, nil
 }
 
 // storeUpload writes src into dir/subfolder under name (or the first free

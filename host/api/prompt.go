@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -223,7 +224,35 @@ func (s *server) getHistory(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{})
 		return
 	}
-	writeJSON(w, http.StatusOK, s.opts.Executor.History(maxItems, offset))
+	s.streamHistory(w, s.opts.Executor.History(maxItems, offset))
+}
+
+// streamHistory writes {prompt_id: entry, ...} one entry at a time, so the
+// answer is never built whole in memory: the executor's history is bounded
+// in bytes, and its big inputs are placeholders already.
+func (s *server) streamHistory(w http.ResponseWriter, h executor.History) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	bw := bufio.NewWriterSize(w, 64<<10)
+	_ = bw.WriteByte('{')
+	for i, rec := range h {
+		if i > 0 {
+			_ = bw.WriteByte(',')
+		}
+		k, _ := json.Marshal(rec.PromptID)
+		v, err := json.Marshal(rec.Entry)
+		if err != nil { // the status is sent: say so in the log, keep the JSON whole
+			s.log.Error("history entry cannot be encoded", "prompt_id", rec.PromptID, "err", err)
+			v = []byte("{}")
+		}
+		_, _ = bw.Write(k)
+		_ = bw.WriteByte(':')
+		if _, err := bw.Write(v); err != nil {
+			return // the client went away
+		}
+	}
+	_ = bw.WriteByte('}')
+	_ = bw.Flush()
 }
 
 func (s *server) getHistoryEntry(w http.ResponseWriter, r *http.Request) {

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/nodecast/nodecast/protocol"
 )
@@ -48,7 +49,27 @@ func (s *server) getSystemStats(w http.ResponseWriter, r *http.Request) {
 			"ram_free":        free,
 		},
 		"devices": []any{},
+		"plugins": s.plugins(),
 	})
+}
+
+// plugins is nodecast's addition to /system_stats: each plugin pack's
+// process and crash-loop breaker.
+func (s *server) plugins() []any {
+	out := []any{}
+	if s.opts.Packs == nil {
+		return out
+	}
+	for _, p := range s.opts.Packs() {
+		b := map[string]any{"state": p.Breaker.State, "trips": p.Breaker.Trips, "reason": p.Breaker.Reason}
+		if !p.Breaker.OpenUntil.IsZero() {
+			b["open_until"] = p.Breaker.OpenUntil.UTC().Format(time.RFC3339)
+		}
+		out = append(out, map[string]any{
+			"name": p.Name, "pid": p.Pid, "generation": p.Generation, "restarts": p.Restarts, "breaker": b,
+		})
+	}
+	return out
 }
 
 // memInfo reads MemTotal and MemAvailable (bytes) from /proc/meminfo; zeros

@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -63,6 +64,18 @@ type Config struct {
 	Defaults     NodeSettings
 	Workflows    map[string]*Workflow
 	WebSocket    WebSocket
+	Limits       Limits // memory and crash-loop bounds; zero values keep the host's defaults
+}
+
+// Limits bounds what requests may make the host hold, and how the crash-loop
+// breaker behaves. Zero values keep the host's defaults.
+type Limits struct {
+	HistoryBytes      int64         // finished prompts are forgotten, oldest first, past this many bytes of JSON
+	HistoryValueBytes int64         // a prompt input longer than this is kept in history as a placeholder
+	PromptTensorBytes int64         // one prompt's tensors, checked before each allocation
+	BreakerRestarts   int           // restarts within BreakerWindow that open a pack's breaker
+	BreakerWindow     time.Duration // the window those restarts are counted in
+	BreakerCooldown   time.Duration // how long an open breaker refuses calls before one probe call
 }
 
 // WebSocket configures who may connect to /ws and how much each client may
@@ -189,6 +202,7 @@ func Parse(name string, data []byte, baseDir string) (*Config, error) {
 		},
 		"defaults":  func(k string, n *yaml.Node) error { return p.settings(n, k, &c.Defaults) },
 		"websocket": func(k string, n *yaml.Node) error { return p.websocket(n, k, &c.WebSocket) },
+		"limits":    func(k string, n *yaml.Node) error { return p.limits(n, k, &c.Limits) },
 		"workflows": func(k string, n *yaml.Node) error {
 			return p.eachKey(n, k, func(name string, key string, wn *yaml.Node) error {
 				w, err := p.workflow(name, key, wn)
@@ -545,4 +559,44 @@ func errReason(err error) string {
 		return pe.Path + ": " + pe.Err.Error()
 	}
 	return err.Error()
+}
+
+// limits decodes the limits section.
+func (p *parser) limits(n *yaml.Node, key string, l *Limits) error {
+	atLeast := func(dst *int64, min int64, what string) func(string, *yaml.Node) error {
+		return func(k string, v *yaml.Node) error {
+			b, err := p.nonNegative(v, k)
+			if err == nil && b > 0 && b < min {
+				return p.errAt(v, k, fmt.Sprintf("%d is too small %s (want 0 for the default, or at least %d)", b, what, min))
+			}
+			*dst = b
+			return err
+		}
+	}
+	duration := func(dst *time.Duration) func(string, *yaml.Node) error {
+		return func(k string, v *yaml.Node) error {
+			var s string
+			if err := p.str(v, k, &s); err != nil {
+				return err
+			}
+			d, err := time.ParseDuration(s)
+			if err != nil || d < 0 {
+				return p.errAt(v, k, fmt.Sprintf("want a duration such as 60s or 2m, got %q", s))
+			}
+			*dst = d
+			return nil
+		}
+	}
+	return p.mapping(n, key, map[string]func(string, *yaml.Node) error{
+		"history_bytes":       atLeast(&l.HistoryBytes, 1<<20, "to hold any history"),
+		"history_value_bytes": atLeast(&l.HistoryValueBytes, 256, "for a placeholder"),
+		"prompt_tensor_bytes": atLeast(&l.PromptTensorBytes, 1<<20, "to hold one image"),
+		"breaker_restarts": func(k string, v *yaml.Node) error {
+			b, err := p.nonNegative(v, k)
+			l.BreakerRestarts = int(b)
+			return err
+		},
+		"breaker_window":   duration(&l.BreakerWindow),
+		"breaker_cooldown": duration(&l.BreakerCooldown),
+	})
 }

@@ -53,6 +53,18 @@ type Options struct {
 	Workers int
 	// MaxHistory bounds the finished prompts remembered. 0 = 10000, as ComfyUI.
 	MaxHistory int
+	// MaxHistoryBytes bounds the JSON size of the finished prompts
+	// remembered; the oldest are forgotten first. 0 = DefaultHistoryBytes.
+	MaxHistoryBytes int64
+	// HistoryValueBytes: a prompt input (or extra_data value) longer than
+	// this is shown in /queue and kept in history as a placeholder string
+	// that gives its length and first characters; the run itself gets the
+	// whole value. 0 = DefaultHistoryValueBytes.
+	HistoryValueBytes int
+	// PromptTensorBytes bounds the bytes of the tensors one prompt's nodes
+	// make; a node checks it before allocating (plugins.BudgetError).
+	// 0 = DefaultPromptTensorBytes; negative = no budget.
+	PromptTensorBytes int64
 	// Limits are passed to every node call.
 	Limits plugins.Limits
 	// Workflows by name, for requests that name one.
@@ -142,12 +154,21 @@ func New(opts Options) (*Executor, error) {
 	if opts.MaxHistory <= 0 {
 		opts.MaxHistory = 10000
 	}
+	if opts.MaxHistoryBytes <= 0 {
+		opts.MaxHistoryBytes = DefaultHistoryBytes
+	}
+	if opts.HistoryValueBytes <= 0 {
+		opts.HistoryValueBytes = DefaultHistoryValueBytes
+	}
+	if opts.PromptTensorBytes == 0 {
+		opts.PromptTensorBytes = DefaultPromptTensorBytes
+	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	e := &Executor{opts: opts, log: log, jobs: map[string]*job{}, hist: newHistory(opts.MaxHistory), ctx: ctx, cancel: cancel}
+	e := &Executor{opts: opts, log: log, jobs: map[string]*job{}, hist: newHistory(opts.MaxHistory, opts.MaxHistoryBytes), ctx: ctx, cancel: cancel}
 	e.cond = sync.NewCond(&e.mu)
 	for range opts.Workers {
 		e.wg.Add(1)
@@ -248,7 +269,9 @@ func (e *Executor) Submit(ctx context.Context, req Request) (Accepted, *Validati
 		e.number++
 	}
 	j := &job{
-		item:     QueueItem{Number: number, PromptID: promptID, Prompt: p.prompt, ExtraData: extra, OutputsToExecute: p.outputs},
+		item: QueueItem{Number: number, PromptID: promptID, OutputsToExecute: p.outputs,
+			Prompt:    elideValues(p.prompt, e.opts.HistoryValueBytes),
+			ExtraData: elideValues(extra, e.opts.HistoryValueBytes)},
 		plan:     p,
 		clientID: clientID,
 		done:     make(chan struct{}),

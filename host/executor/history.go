@@ -143,27 +143,46 @@ func (h History) MarshalJSON() ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-// history is a bounded map that remembers insertion order.
+// history is a map bounded in entries and in bytes that remembers
+// insertion order.
 type history struct {
-	max     int
-	order   []string
-	entries map[string]HistoryEntry
+	max      int
+	maxBytes int64
+	bytes    int64 // JSON size of the entries held
+	order    []string
+	entries  map[string]HistoryEntry
+	sizes    map[string]int64
 }
 
-func newHistory(max int) *history {
-	return &history{max: max, entries: map[string]HistoryEntry{}}
+func newHistory(max int, maxBytes int64) *history {
+	return &history{max: max, maxBytes: maxBytes, entries: map[string]HistoryEntry{}, sizes: map[string]int64{}}
 }
 
+// add remembers an entry, forgetting the oldest ones while there are more
+// than max or they take more than maxBytes. The newest entry is kept even
+// when it alone is over maxBytes: its inputs are already elided, and a
+// client waiting on it must find it.
 func (h *history) add(id string, e HistoryEntry) {
 	if _, ok := h.entries[id]; ok {
 		h.remove(id)
 	}
-	for len(h.order) >= h.max {
-		delete(h.entries, h.order[0])
-		h.order = h.order[1:]
+	size := entrySize(id, e)
+	for len(h.order) > 0 && (len(h.order) >= h.max || h.bytes+size > h.maxBytes) {
+		h.remove(h.order[0])
 	}
 	h.order = append(h.order, id)
 	h.entries[id] = e
+	h.sizes[id] = size
+	h.bytes += size
+}
+
+// entrySize is the size of an entry in /history's answer.
+func entrySize(id string, e HistoryEntry) int64 {
+	b, err := json.Marshal(e)
+	if err != nil {
+		return int64(len(id))
+	}
+	return int64(len(b) + len(id) + 4)
 }
 
 func (h *history) remove(id string) {
@@ -171,6 +190,8 @@ func (h *history) remove(id string) {
 		return
 	}
 	delete(h.entries, id)
+	h.bytes -= h.sizes[id]
+	delete(h.sizes, id)
 	for i, k := range h.order {
 		if k == id {
 			h.order = append(h.order[:i:i], h.order[i+1:]...)
@@ -182,6 +203,8 @@ func (h *history) remove(id string) {
 func (h *history) clear() {
 	h.order = nil
 	h.entries = map[string]HistoryEntry{}
+	h.sizes = map[string]int64{}
+	h.bytes = 0
 }
 
 // list returns up to maxItems entries from offset; maxItems < 0 means all, and

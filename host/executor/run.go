@@ -164,8 +164,12 @@ func (r *promptRun) inputsOf(n *node) (inputs map[string]any, missing string) {
 // client ever sees a torn one, and a retry may send them afresh.
 func (r *promptRun) call(ctx context.Context, n *node, inputs map[string]any, h plugins.RunHandlers) (supervisor.Result, error) {
 	promptID := r.j.item.PromptID
+	limits := r.e.opts.Limits
+	if b := r.e.opts.PromptTensorBytes; b > 0 {
+		limits.TensorBudget, limits.TensorHeld = b, r.heldBytes()
+	}
 	res, err := r.e.opts.Runner.Run(ctx, supervisor.Call{
-		ClassType: n.classType, NodeID: n.id, PromptID: promptID, Inputs: inputs, Limits: r.e.opts.Limits,
+		ClassType: n.classType, NodeID: n.id, PromptID: promptID, Inputs: inputs, Limits: limits,
 	}, h)
 	r.e.opts.Broadcaster.AbortImages(promptID)
 	r.handles = append(r.handles, handlesIn(res.Outputs)...)
@@ -274,10 +278,32 @@ func (r *promptRun) failed(n *node, inputs map[string]any, excType, message stri
 	r.add(protocol.TypeExecutionError, protocol.ExecutionErrorData{
 		PromptID: r.j.item.PromptID, NodeID: n.id, NodeType: n.classType,
 		Executed:         append([]string{}, r.executed...),
-		ExceptionMessage: message, ExceptionType: excType, Traceback: traceback,
+		ExceptionMessage: shortened(message, maxQuotedValue*4), ExceptionType: excType, Traceback: traceback,
 		CurrentInputs: current, CurrentOutputs: outs, Timestamp: nowMillis(),
 	})
 	r.e.log.Warn("node failed", "prompt_id", r.j.item.PromptID, "node", n.id, "class_type", n.classType, "exception_type", excType, "message", message)
+}
+
+// heldBytes is the size of the tensors the prompt's nodes made so far, all
+// held until the prompt ends.
+func (r *promptRun) heldBytes() int64 {
+	var n int64
+	for _, h := range r.handles {
+		n += tensorBytes(h.Ref)
+	}
+	return n
+}
+
+// tensorBytes is a tensor's size from its reference; 0 when it cannot tell.
+func tensorBytes(ref plugins.TensorRef) int64 {
+	n := int64(protocol.DType(ref.DType).Size())
+	for _, d := range ref.Shape {
+		if d < 0 {
+			return 0
+		}
+		n *= int64(d)
+	}
+	return n
 }
 
 // release lets the plugins forget every tensor the prompt made.
@@ -310,7 +336,9 @@ func handlesIn(outputs []any) []supervisor.Handle {
 // else as a string.
 func formatValue(v any) any {
 	switch x := v.(type) {
-	case nil, bool, string, int, int64, float64:
+	case string:
+		return shortened(x, maxQuotedValue)
+	case nil, bool, int, int64, float64:
 		return x
 	case supervisor.Handle:
 		return fmt.Sprintf("<tensor %s %s %v in pack %s>", x.Ref.ID, x.Ref.DType, x.Ref.Shape, x.Pack)
@@ -320,7 +348,7 @@ func formatValue(v any) any {
 		}
 		return fmt.Sprintf("<tensor %s %v>", x.DType, x.Shape)
 	}
-	return fmt.Sprint(v)
+	return shortened(fmt.Sprint(v), maxQuotedValue)
 }
 
 // exceptionType names a Go error's type the way ComfyUI names an exception's

@@ -71,6 +71,10 @@ var (
 		"Times the pack's plugin process was started; restarts = generation - 1.", []string{"pack"}, nil)
 	pluginUp = prometheus.NewDesc("nodecast_plugin_up",
 		"1 while the pack's plugin process runs, 0 otherwise.", []string{"pack"}, nil)
+	pluginBreaker = prometheus.NewDesc("nodecast_plugin_breaker_state",
+		"The pack's crash-loop breaker: 1 for its current state (closed, open, half_open), 0 for the others.", []string{"pack", "state"}, nil)
+	pluginBreakerTrips = prometheus.NewDesc("nodecast_plugin_breaker_trips_total",
+		"Times the pack's crash-loop breaker opened.", []string{"pack"}, nil)
 )
 
 // Collector is a prometheus.Collector reading a host's live state.
@@ -96,6 +100,8 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	if c.src.Supervisor != nil {
 		ch <- pluginGeneration
 		ch <- pluginUp
+		ch <- pluginBreaker
+		ch <- pluginBreakerTrips
 	}
 }
 
@@ -147,6 +153,14 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			}
 			gauge(pluginGeneration, float64(p.Generation), p.Name)
 			gauge(pluginUp, up, p.Name)
+			for _, st := range []string{supervisor.BreakerClosed, supervisor.BreakerOpen, supervisor.BreakerHalfOpen} {
+				v := 0.0
+				if p.Breaker.State == st {
+					v = 1
+				}
+				gauge(pluginBreaker, v, p.Name, st)
+			}
+			counter(pluginBreakerTrips, p.Breaker.Trips, p.Name)
 		}
 	}
 }

@@ -46,11 +46,16 @@ type Options struct {
 	PluginDir string       // every executable regular file in it is a pack; a missing folder is fine
 	Env       []string     // extra environment for every plugin (KEY=VALUE)
 	Logger    *slog.Logger // nil = slog.Default()
-	// A plugin that needed MaxRestarts restarts within RestartWindow is not
-	// started again until the window has passed; calls fail with ErrBreakerOpen.
-	MaxRestarts   int           // 0 = 3
-	RestartWindow time.Duration // 0 = 1 minute
-	StartTimeout  time.Duration // 0 = 30 s
+	// A plugin that needed MaxRestarts restarts within RestartWindow opens
+	// its breaker: calls fail at once with ErrBreakerOpen for
+	// BreakerCooldown, then the breaker is half-open: the next call starts
+	// the plugin again and runs as the one probe (others still fail at
+	// once). A probe whose plugin survives closes the breaker; one whose
+	// plugin dies opens it again.
+	MaxRestarts     int           // 0 = 3
+	RestartWindow   time.Duration // 0 = 1 minute
+	BreakerCooldown time.Duration // 0 = 10 s
+	StartTimeout    time.Duration // 0 = 30 s
 }
 
 // Supervisor owns the plugin processes and the node registry.
@@ -74,6 +79,7 @@ type pack struct {
 	proc     *plugins.Process
 	gen      int
 	restarts []time.Time
+	breaker  breaker
 }
 
 // Start starts every pack, asks each for its node classes and builds the
@@ -85,6 +91,9 @@ func Start(ctx context.Context, opts Options) (*Supervisor, error) {
 	}
 	if opts.RestartWindow == 0 {
 		opts.RestartWindow = time.Minute
+	}
+	if opts.BreakerCooldown == 0 {
+		opts.BreakerCooldown = 10 * time.Second
 	}
 	if opts.StartTimeout == 0 {
 		opts.StartTimeout = 30 * time.Second
@@ -116,7 +125,7 @@ func Start(ctx context.Context, opts Options) (*Supervisor, error) {
 }
 
 func (s *Supervisor) register(ctx context.Context, p *pack) error {
-	c, _, err := p.client(ctx)
+	c, _, _, err := p.client(ctx)
 	if err != nil {
 		return err
 	}
@@ -206,17 +215,27 @@ func readChecksums(path string) (map[string][]byte, error) {
 }
 
 // client returns the pack's running client, starting or restarting the
-// process first when it is not running.
-func (p *pack) client(ctx context.Context) (*plugins.PackClient, int, error) {
+// process first when it is not running. probe is true for the one call a
+// half-open breaker lets through: its caller must report the call's outcome
+// with probeDone.
+func (p *pack) client(ctx context.Context) (c *plugins.PackClient, gen int, probe bool, err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if err := p.breakerRefusal(time.Now()); err != nil {
+		return nil, 0, false, err
+	}
+	if p.breaker.state == breakerHalfOpen {
+		probe = true
+		p.breaker.probing = true
+	}
 	if p.proc != nil && !p.proc.Exited() {
-		return p.proc.Client(), p.gen, nil
+		return p.proc.Client(), p.gen, probe, nil
 	}
 	if p.s.isClosed() {
-		return nil, 0, ErrClosed
+		p.breaker.probing = false
+		return nil, 0, false, ErrClosed
 	}
-	if p.proc != nil { // it died: this start is a restart
+	if p.proc != nil && !probe { // it died: this start is a restart
 		now := time.Now()
 		recent := p.restarts[:0]
 		for _, t := range p.restarts {
@@ -226,11 +245,13 @@ func (p *pack) client(ctx context.Context) (*plugins.PackClient, int, error) {
 		}
 		p.restarts = recent
 		if len(recent) >= p.s.opts.MaxRestarts {
-			return nil, 0, fmt.Errorf("%w: pack %s restarted %d times within %s; next try after %s",
-				ErrBreakerOpen, p.src.Name, len(recent), p.s.opts.RestartWindow, recent[0].Add(p.s.opts.RestartWindow).Format(time.RFC3339))
+			p.openBreaker(now, fmt.Sprintf("restarted %d times within %s", len(recent), p.s.opts.RestartWindow))
+			return nil, 0, false, p.breakerRefusal(now)
 		}
 		p.restarts = append(p.restarts, now)
 		p.s.log.Warn("plugin exited, restarting", "pack", p.src.Name, "generation", p.gen)
+	}
+	if p.proc != nil {
 		p.proc.Kill()
 	}
 	cmdFn := func() *exec.Cmd {
@@ -251,11 +272,14 @@ func (p *pack) client(ctx context.Context) (*plugins.PackClient, int, error) {
 		StartTimeout: p.s.opts.StartTimeout,
 	})
 	if err != nil {
-		return nil, 0, fmt.Errorf("supervisor: start pack %s: %w", p.src.Name, err)
+		if probe {
+			p.openBreaker(time.Now(), "the probe could not start it: "+err.Error())
+		}
+		return nil, 0, false, fmt.Errorf("supervisor: start pack %s: %w", p.src.Name, err)
 	}
 	p.proc = proc
 	p.gen++
-	return proc.Client(), p.gen, nil
+	return proc.Client(), p.gen, probe, nil
 }
 
 func (s *Supervisor) isClosed() bool {
@@ -287,6 +311,7 @@ type PackInfo struct {
 	Pid        int // 0 when not running
 	Generation int
 	Restarts   int // within the breaker window
+	Breaker    BreakerInfo
 }
 
 // Packs returns the packs in start order.
@@ -294,7 +319,8 @@ func (s *Supervisor) Packs() []PackInfo {
 	out := make([]PackInfo, 0, len(s.packs))
 	for _, p := range s.packs {
 		p.mu.Lock()
-		info := PackInfo{Name: p.src.Name, Path: p.src.Path, Generation: p.gen, Restarts: len(p.restarts)}
+		info := PackInfo{Name: p.src.Name, Path: p.src.Path, Generation: p.gen, Restarts: len(p.restarts),
+			Breaker: p.breakerInfo(time.Now())}
 		if p.proc != nil && !p.proc.Exited() {
 			info.Pid = p.proc.Pid()
 		}
@@ -361,10 +387,13 @@ func (p *pack) waitExit(timeout time.Duration) bool {
 	}
 }
 
-func (s *Supervisor) runOnce(ctx context.Context, p *pack, call Call, h plugins.RunHandlers) (Result, error) {
-	c, gen, err := p.client(ctx)
+func (s *Supervisor) runOnce(ctx context.Context, p *pack, call Call, h plugins.RunHandlers) (res Result, err error) {
+	c, gen, probe, err := p.client(ctx)
 	if err != nil {
 		return Result{}, err
+	}
+	if probe {
+		defer func() { p.probeDone(ctx, err) }()
 	}
 	inputs := make(map[string]any, len(call.Inputs))
 	var temps []string // tensors put into p for this call only
@@ -405,15 +434,15 @@ func (s *Supervisor) runOnce(ctx context.Context, p *pack, call Call, h plugins.
 			inputs[name] = v
 		}
 	}
-	res, err := c.Run(ctx, plugins.RunRequest{
+	rr, err := c.Run(ctx, plugins.RunRequest{
 		ClassType: call.ClassType, NodeID: call.NodeID, PromptID: call.PromptID,
 		Inputs: inputs, Limits: call.Limits,
 	}, h)
 	if err != nil {
 		return Result{}, err
 	}
-	out := Result{UI: res.UI, Outputs: make([]any, len(res.Outputs))}
-	for i, v := range res.Outputs {
+	out := Result{UI: rr.UI, Outputs: make([]any, len(rr.Outputs))}
+	for i, v := range rr.Outputs {
 		if ref, ok := v.(plugins.TensorRef); ok {
 			out.Outputs[i] = Handle{Pack: p.src.Name, Gen: gen, Ref: ref}
 		} else {
@@ -424,14 +453,17 @@ func (s *Supervisor) runOnce(ctx context.Context, p *pack, call Call, h plugins.
 }
 
 // Fetch copies a tensor out of the plugin that holds it.
-func (s *Supervisor) Fetch(ctx context.Context, h Handle) (*protocol.Tensor, error) {
+func (s *Supervisor) Fetch(ctx context.Context, h Handle) (_ *protocol.Tensor, err error) {
 	p, ok := s.byName[h.Pack]
 	if !ok {
 		return nil, fmt.Errorf("supervisor: no pack %q", h.Pack)
 	}
-	c, gen, err := p.client(ctx)
+	c, gen, probe, err := p.client(ctx)
 	if err != nil {
 		return nil, err
+	}
+	if probe {
+		defer func() { p.probeDone(ctx, err) }()
 	}
 	if gen != h.Gen {
 		return nil, fmt.Errorf("%w: pack %s generation %d, now %d", ErrTensorLost, h.Pack, h.Gen, gen)

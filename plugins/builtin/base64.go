@@ -11,7 +11,6 @@ import (
 	"strings"
 
 	"github.com/nodecast/nodecast/plugins"
-	"github.com/nodecast/nodecast/protocol"
 )
 
 // decodeBase64 decodes an image sent inline in a prompt. It strips a
@@ -54,7 +53,7 @@ func decodeBase64(s, input string) ([]byte, error) {
 
 // decodeInline decodes one base64 image input and checks its header
 // against the limits before decoding pixels.
-func decodeInline(s, input string, lim protocol.ImageLimits, opts Options) (*decoded, error) {
+func decodeInline(s, input string, lim plugins.Limits, opts Options) (*decoded, error) {
 	data, err := decodeBase64(s, input)
 	if err != nil {
 		return nil, err
@@ -95,7 +94,7 @@ func (n *loadImageBase64) Run(ctx context.Context, call *plugins.Call) (plugins.
 	if err != nil {
 		return plugins.Result{}, err
 	}
-	d, err := decodeInline(s, "image", call.Limits.Image, n.opts)
+	d, err := decodeInline(s, "image", call.Limits, n.opts)
 	if err != nil {
 		return plugins.Result{}, err
 	}
@@ -127,7 +126,7 @@ func (n *loadMaskBase64) Run(ctx context.Context, call *plugins.Call) (plugins.R
 	if err != nil {
 		return plugins.Result{}, err
 	}
-	d, err := decodeInline(s, "mask", call.Limits.Image, n.opts)
+	d, err := decodeInline(s, "mask", call.Limits, n.opts)
 	if err != nil {
 		return plugins.Result{}, err
 	}
@@ -181,12 +180,15 @@ func (n *loadImagesBase64) Run(ctx context.Context, call *plugins.Call) (plugins
 	if err := n.opts.checkBatch(len(list), w, h); err != nil {
 		return plugins.Result{}, err
 	}
+	if err := call.Limits.CheckTensorBytes("NTL_LoadImagesBase64 output", decodeBytes(len(list), w, h)); err != nil {
+		return plugins.Result{}, err
+	}
 	all := &decoded{w: w, h: h}
 	for i, data := range datas {
 		if err := ctx.Err(); err != nil {
 			return plugins.Result{}, err
 		}
-		d, err := decodeImage(bytes.NewReader(data), "images["+strconv.Itoa(i)+"]", call.Limits.Image, n.opts)
+		d, err := decodeImage(bytes.NewReader(data), "images["+strconv.Itoa(i)+"]", call.Limits, n.opts)
 		if err != nil {
 			return plugins.Result{}, err
 		}

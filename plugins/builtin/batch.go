@@ -57,6 +57,9 @@ func (n *emptyImage) Run(ctx context.Context, call *plugins.Call) (plugins.Resul
 	if err := n.opts.checkBatch(b, w, h); err != nil {
 		return plugins.Result{}, err
 	}
+	if err := call.Limits.CheckTensorBytes("EmptyImage output", int64(b)*int64(h)*int64(w)*3*4); err != nil {
+		return plugins.Result{}, err
+	}
 	// ComfyUI: torch.full(..., ((color >> 16) & 0xFF) / 0xFF), a Python
 	// float division rounded to float32.
 	rgb := [3]float32{
@@ -103,6 +106,9 @@ func (n *repeatImageBatch) Run(ctx context.Context, call *plugins.Call) (plugins
 		return plugins.Result{}, err
 	}
 	if err := n.opts.checkBatch(b*amount, w, h); err != nil {
+		return plugins.Result{}, err
+	}
+	if err := call.Limits.CheckTensorBytes("RepeatImageBatch output", int64(len(t.Data))*int64(amount)); err != nil {
 		return plugins.Result{}, err
 	}
 	// Allocate as float32 so that the result stays 4-byte aligned.
@@ -171,6 +177,9 @@ func (n *imageBatch) Run(ctx context.Context, call *plugins.Call) (plugins.Resul
 	if err := n.opts.checkBatch(b1+b2, w1, h1); err != nil {
 		return plugins.Result{}, err
 	}
+	if err := call.Limits.CheckTensorBytes("ImageBatch output", imageBatchBytes(t1, t2, b1, b2, h1, w1, h2, w2, c1, c2, c)); err != nil {
+		return plugins.Result{}, err
+	}
 	d1, d2 := float32Data(t1), float32Data(t2)
 	if c1 != c {
 		d1 = padAlpha(d1, c1)
@@ -184,6 +193,28 @@ func (n *imageBatch) Run(ctx context.Context, call *plugins.Call) (plugins.Resul
 	out := make([]float32, 0, len(d1)+len(d2))
 	out = append(append(out, d1...), d2...)
 	return plugins.Result{Outputs: []any{protocol.FromFloat32(out, b1+b2, h1, w1, c)}}, nil
+}
+
+// imageBatchBytes is what ImageBatch allocates: its output, and the
+// float32 copies, alpha padding and resize it makes of its inputs on the way.
+func imageBatchBytes(t1, t2 *protocol.Tensor, b1, b2, h1, w1, h2, w2, c1, c2, c int) int64 {
+	need := int64(b1+b2) * int64(h1) * int64(w1) * int64(c) * 4
+	for _, in := range []struct {
+		t             *protocol.Tensor
+		b, h, w, from int
+		resize        bool
+	}{{t1, b1, h1, w1, c1, false}, {t2, b2, h2, w2, c2, h2 != h1 || w2 != w1}} {
+		if in.t.DType != protocol.Float32 {
+			need += int64(in.b) * int64(in.h) * int64(in.w) * int64(in.from) * 4
+		}
+		if in.from != c {
+			need += int64(in.b) * int64(in.h) * int64(in.w) * int64(c) * 4
+		}
+		if in.resize {
+			need += int64(in.b) * int64(h1) * int64(w1) * int64(c) * 4
+		}
+	}
+	return need
 }
 
 // padAlpha adds an opaque alpha channel to c-channel pixels.

@@ -19,7 +19,7 @@ import (
 	_ "golang.org/x/image/tiff"
 	_ "golang.org/x/image/webp"
 
-	"github.com/nodecast/nodecast/protocol"
+	"github.com/nodecast/nodecast/plugins"
 )
 
 // knownFormats lists the formats the loaders read, for error messages.
@@ -50,16 +50,29 @@ func imageHeader(r io.Reader, source string) (image.Config, string, error) {
 	return cfg, format, nil
 }
 
+// decodeBytes is what decoding n frames of w×h pixels takes at most: the
+// decoded pixels (4 bytes each) and the IMAGE and MASK tensors made from
+// them (float32 RGB and alpha).
+func decodeBytes(n, w, h int) int64 {
+	return int64(n) * int64(w) * int64(h) * (4 + 3*4 + 4)
+}
+
 // decodeImage checks the header of the image in r against lim (and, for
 // animations, the batch limit of opts) before it decodes a single pixel,
 // then decodes it.
-func decodeImage(r io.ReadSeeker, source string, lim protocol.ImageLimits, opts Options) (*decoded, error) {
+func decodeImage(r io.ReadSeeker, source string, limits plugins.Limits, opts Options) (*decoded, error) {
+	lim := limits.Image
 	cfg, format, err := imageHeader(bufio.NewReader(r), source)
 	if err != nil {
 		return nil, err
 	}
 	if err := lim.CheckSize(cfg.Width, cfg.Height); err != nil {
 		return nil, fmt.Errorf("builtin: %s: %w", source, err)
+	}
+	if format != "gif" {
+		if err := limits.CheckTensorBytes("decoding "+source, decodeBytes(1, cfg.Width, cfg.Height)); err != nil {
+			return nil, err
+		}
 	}
 	if _, err := r.Seek(0, io.SeekStart); err != nil {
 		return nil, err
@@ -72,6 +85,9 @@ func decodeImage(r io.ReadSeeker, source string, lim protocol.ImageLimits, opts 
 		}
 		if err := opts.checkBatch(n, cfg.Width, cfg.Height); err != nil {
 			return nil, fmt.Errorf("builtin: %s: %w", source, err)
+		}
+		if err := limits.CheckTensorBytes("decoding "+source, decodeBytes(n, cfg.Width, cfg.Height)); err != nil {
+			return nil, err
 		}
 		if _, err := r.Seek(0, io.SeekStart); err != nil {
 			return nil, err

@@ -88,7 +88,7 @@ func (n *loadImage) Run(ctx context.Context, call *plugins.Call) (plugins.Result
 		return plugins.Result{}, err
 	}
 	defer f.Close()
-	d, err := decodeImage(f, rel, call.Limits.Image, n.opts)
+	d, err := decodeImage(f, rel, call.Limits, n.opts)
 	if err != nil {
 		return plugins.Result{}, err
 	}

@@ -674,6 +674,8 @@ type RunLimits struct {
 	MessageLimit  int64                  `protobuf:"varint,1,opt,name=message_limit,json=messageLimit,proto3" json:"message_limit,omitempty"` // every WebSocket message strictly smaller than this
 	MaxSide       int64                  `protobuf:"varint,2,opt,name=max_side,json=maxSide,proto3" json:"max_side,omitempty"`
 	MaxPixels     int64                  `protobuf:"varint,3,opt,name=max_pixels,json=maxPixels,proto3" json:"max_pixels,omitempty"`
+	TensorBudget  int64                  `protobuf:"varint,4,opt,name=tensor_budget,json=tensorBudget,proto3" json:"tensor_budget,omitempty"` // bytes one prompt's tensors may take; 0 = no budget
+	TensorHeld    int64                  `protobuf:"varint,5,opt,name=tensor_held,json=tensorHeld,proto3" json:"tensor_held,omitempty"`       // bytes of tensors the prompt already holds
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -725,6 +727,20 @@ func (x *RunLimits) GetMaxSide() int64 {
 func (x *RunLimits) GetMaxPixels() int64 {
 	if x != nil {
 		return x.MaxPixels
+	}
+	return 0
+}
+
+func (x *RunLimits) GetTensorBudget() int64 {
+	if x != nil {
+		return x.TensorBudget
+	}
+	return 0
+}
+
+func (x *RunLimits) GetTensorHeld() int64 {
+	if x != nil {
+		return x.TensorHeld
 	}
 	return 0
 }
@@ -1300,12 +1316,15 @@ const file_protocol_pluginpb_nodepack_proto_rawDesc = "" +
 	"\x06limits\x18\x05 \x01(\v2\x1d.nodecast.plugin.v1.RunLimitsR\x06limits\x1aT\n" +
 	"\vInputsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12/\n" +
-	"\x05value\x18\x02 \x01(\v2\x19.nodecast.plugin.v1.ValueR\x05value:\x028\x01\"j\n" +
+	"\x05value\x18\x02 \x01(\v2\x19.nodecast.plugin.v1.ValueR\x05value:\x028\x01\"\xb0\x01\n" +
 	"\tRunLimits\x12#\n" +
 	"\rmessage_limit\x18\x01 \x01(\x03R\fmessageLimit\x12\x19\n" +
 	"\bmax_side\x18\x02 \x01(\x03R\amaxSide\x12\x1d\n" +
 	"\n" +
-	"max_pixels\x18\x03 \x01(\x03R\tmaxPixels\"\xf6\x01\n" +
+	"max_pixels\x18\x03 \x01(\x03R\tmaxPixels\x12#\n" +
+	"\rtensor_budget\x18\x04 \x01(\x03R\ftensorBudget\x12\x1f\n" +
+	"\vtensor_held\x18\x05 \x01(\x03R\n" +
+	"tensorHeld\"\xf6\x01\n" +
 	"\bRunEvent\x123\n" +
 	"\x04part\x18\x01 \x01(\v2\x1d.nodecast.plugin.v1.ImagePartH\x00R\x04part\x12:\n" +
 	"\bprogress\x18\x02 \x01(\v2\x1c.nodecast.plugin.v1.ProgressH\x00R\bprogress\x127\n" +

@@ -142,6 +142,7 @@ func (s *settings) hostOptions(log *slog.Logger) host.Options {
 	opts.PluginDir = s.plugins
 	opts.InputDir = s.inputDir
 	opts.Logger = log
+	opts.Listen = s.listen // a loopback address makes every route refuse foreign Host values
 	return opts
 }
 
