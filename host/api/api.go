@@ -216,10 +216,15 @@ func (s *server) limitBody(limit int64, h http.Handler) http.Handler {
 	})
 }
 
-// drainTimeout bounds the time spent dropping the rest of a refused body.
-const drainTimeout = 30 * time.Second
+// drainTimeout bounds the time spent dropping the rest of a refused body,
+// and drainMin the bytes dropped when the limit is smaller: dropped bytes
+// cost bandwidth, never memory.
+const (
+	drainTimeout = 30 * time.Second
+	drainMin     = 64 << 20
+)
 
-// drain sends what w holds, then reads and drops up to max(limit, 1 MiB)
+// drain sends what w holds, then reads and drops up to max(limit, drainMin)
 // more bytes of body within drainTimeout, so the client reads the answer
 // before the server closes the connection.
 func (s *server) drain(w http.ResponseWriter, body io.ReadCloser, limit int64) {
@@ -227,7 +232,7 @@ func (s *server) drain(w http.ResponseWriter, body io.ReadCloser, limit int64) {
 	_ = rc.EnableFullDuplex() // keep reading the body after the answer went out
 	_ = rc.Flush()
 	_ = rc.SetReadDeadline(time.Now().Add(drainTimeout))
-	n, _ := io.CopyN(io.Discard, body, max(limit, 1<<20))
+	n, _ := io.CopyN(io.Discard, body, max(limit, drainMin))
 	s.log.Debug("refused body drained", "bytes", n)
 }
 

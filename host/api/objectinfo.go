@@ -9,6 +9,7 @@ import (
 
 	"github.com/nodecast/nodecast/host/supervisor"
 	"github.com/nodecast/nodecast/plugins"
+	"github.com/nodecast/nodecast/protocol"
 )
 
 // imageExtensions are the files listed as choices of image_upload inputs.
@@ -28,7 +29,7 @@ func (s *server) getObjectInfo(w http.ResponseWriter, r *http.Request) {
 	files := s.inputFiles()
 	out := map[string]any{}
 	for _, c := range s.classes() {
-		out[c.Spec.ClassType] = nodeInfo(c.Spec, files)
+		out[c.Spec.ClassType] = nodeInfo(s.withImageLimits(c.Spec), files)
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -38,7 +39,7 @@ func (s *server) getObjectInfoClass(w http.ResponseWriter, r *http.Request) {
 	out := map[string]any{}
 	for _, c := range s.classes() {
 		if c.Spec.ClassType == name {
-			out[name] = nodeInfo(c.Spec, s.inputFiles())
+			out[name] = nodeInfo(s.withImageLimits(c.Spec), s.inputFiles())
 			break
 		}
 	}
@@ -131,4 +132,55 @@ func inputEntry(in plugins.Input, inputFiles []string) []any {
 		return []any{typ}
 	}
 	return []any{typ, in.Options}
+}
+
+// withImageLimits advertises the host's image limits on a node's width and
+// height inputs, so that /object_info promises only what a run accepts:
+// "max" is at most the largest side, and "max_pixels" bounds width*height
+// (the executor refuses a prompt over it before it runs). The spec's own
+// options are not changed.
+func (s *server) withImageLimits(spec plugins.Spec) plugins.Spec {
+	side, pixels := int64(s.opts.Limits.MaxSide), s.opts.Limits.MaxPixels
+	if side == 0 {
+		side = protocol.DefaultMaxSide
+	}
+	if pixels == 0 {
+		pixels = protocol.DefaultMaxPixels
+	}
+	var inputs []plugins.Input
+	for i, in := range spec.Inputs {
+		if in.Type != plugins.TypeInt || (in.Name != "width" && in.Name != "height") {
+			continue
+		}
+		if inputs == nil {
+			inputs = append([]plugins.Input(nil), spec.Inputs...)
+		}
+		opts := make(map[string]any, len(in.Options)+1)
+		for k, v := range in.Options {
+			opts[k] = v
+		}
+		if m, ok := asInt64(opts["max"]); side > 0 && (!ok || m > side) {
+			opts["max"] = side
+		}
+		if pixels > 0 {
+			opts["max_pixels"] = pixels
+		}
+		inputs[i].Options = opts
+	}
+	if inputs != nil {
+		spec.Inputs = inputs
+	}
+	return spec
+}
+
+func asInt64(v any) (int64, bool) {
+	switch n := v.(type) {
+	case int64:
+		return n, true
+	case int:
+		return int64(n), true
+	case float64:
+		return int64(n), true
+	}
+	return 0, false
 }

@@ -56,6 +56,7 @@ type nodeState struct {
 }
 
 type validator struct {
+	image    protocol.ImageLimits // checked against literal width and height inputs
 	classes  func(string) (supervisor.Class, bool)
 	inputDir string
 	nodes    map[string]*node
@@ -71,6 +72,7 @@ func (e *Executor) validate(prompt map[string]any, wf *Workflow) (*plan, *Valida
 		return nil, NewValidationError(TypeNoPrompt, "No prompt provided", "No prompt provided")
 	}
 	v := &validator{
+		image:    e.opts.Limits.Image,
 		classes:  e.opts.Runner.Class,
 		inputDir: e.opts.InputDir,
 		nodes:    make(map[string]*node, len(prompt)),
@@ -253,12 +255,44 @@ func (v *validator) validateNode(id string) bool {
 			reasons = append(reasons, *r)
 		}
 	}
+	if r := v.checkImageSize(n); r != nil {
+		reasons = append(reasons, *r)
+	}
 	v.stack = v.stack[:len(v.stack)-1]
 	st.visiting = false
 	st.done = true
 	st.reasons = reasons
 	st.ok = ok && len(reasons) == 0
 	return st.ok
+}
+
+// checkImageSize refuses, before the prompt runs, a node whose literal
+// width and height make an image over the host's limits, which the node
+// would refuse at run time: /object_info advertises the same bounds.
+func (v *validator) checkImageSize(n *node) *ErrorDetail {
+	w, okW := wholeNumber(n.values["width"])
+	h, okH := wholeNumber(n.values["height"])
+	if !okW || !okH || w <= 0 || h <= 0 || w > 1<<31 || h > 1<<31 {
+		return nil
+	}
+	err := v.image.CheckSize(int(w), int(h))
+	if err == nil {
+		return nil
+	}
+	le, _ := err.(*protocol.LimitError)
+	name := "width"
+	if le != nil && le.What == "image height" {
+		name = "height"
+	}
+	d := &ErrorDetail{
+		Type: TypeValueBiggerThanMax, Message: "Image size is over the server's limit",
+		Details:   fmt.Sprintf("%s: %dx%d: %s", name, w, h, strings.TrimPrefix(err.Error(), "protocol: ")),
+		ExtraInfo: map[string]any{"input_name": name, "received_value": []any{w, h}},
+	}
+	if le != nil {
+		d.ExtraInfo["limit"], d.ExtraInfo["what"] = le.Limit, le.What
+	}
+	return d
 }
 
 // checkLink validates a linked input [node_id, slot] and the node it names.
