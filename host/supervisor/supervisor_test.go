@@ -314,3 +314,66 @@ func TestPluginFolder(t *testing.T) {
 		t.Fatalf("bad checksum file: %v", err)
 	}
 }
+
+// waitBreaker polls the pack's breaker until it is in state.
+func waitBreaker(t *testing.T, s *supervisor.Supervisor, state string) supervisor.BreakerInfo {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		b := s.Packs()[0].Breaker
+		if b.State == state {
+			return b
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("breaker %+v, want %s", b, state)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestBreakerHalfOpenProbe: after its cooldown an open breaker lets one
+// probe call through; a probe whose plugin dies opens it again, one that
+// works closes it and traffic comes back.
+func TestBreakerHalfOpenProbe(t *testing.T) {
+	s := start(t, supervisor.Options{Packs: []supervisor.PackSource{selfPack("alpha")},
+		MaxRestarts: 1, RestartWindow: time.Hour, BreakerCooldown: 200 * time.Millisecond})
+	ctx := context.Background()
+	crash := supervisor.Call{ClassType: "test.Crash"}
+	make1 := supervisor.Call{ClassType: "test.Make", Inputs: map[string]any{"side": int64(1), "value": 0.5}}
+	var err error
+	for i := 0; i < 3 && !errors.Is(err, supervisor.ErrBreakerOpen); i++ {
+		_, err = s.Run(ctx, crash, plugins.RunHandlers{})
+	}
+	var be *supervisor.BreakerError
+	if !errors.As(err, &be) || be.State != supervisor.BreakerOpen || be.Pack != "alpha" ||
+		!strings.Contains(err.Error(), "restarted 1 times within 1h0m0s") || !strings.Contains(err.Error(), "one probe call") {
+		t.Fatalf("err = %v, want the breaker open", err)
+	}
+	if b := s.Packs()[0].Breaker; b.State != supervisor.BreakerOpen || b.Trips != 1 || b.OpenUntil.IsZero() {
+		t.Fatalf("breaker %+v", b)
+	}
+	waitBreaker(t, s, supervisor.BreakerHalfOpen)
+	// The probe's plugin dies: open again (Run's one retry is refused).
+	if _, err := s.Run(ctx, crash, plugins.RunHandlers{}); !errors.Is(err, supervisor.ErrBreakerOpen) || !strings.Contains(err.Error(), "probe call's plugin died") {
+		t.Fatalf("probe: %v, want the breaker open again", err)
+	}
+	if b := s.Packs()[0].Breaker; b.State != supervisor.BreakerOpen || b.Trips != 2 || !strings.Contains(b.Reason, "probe") {
+		t.Fatalf("after a failed probe: %+v", b)
+	}
+	if _, err := s.Run(ctx, make1, plugins.RunHandlers{}); !errors.Is(err, supervisor.ErrBreakerOpen) {
+		t.Fatalf("call while open again: %v", err)
+	}
+	waitBreaker(t, s, supervisor.BreakerHalfOpen)
+	gen := s.Packs()[0].Generation
+	if _, err := s.Run(ctx, make1, plugins.RunHandlers{}); err != nil {
+		t.Fatalf("probe that works: %v", err)
+	}
+	if p := s.Packs()[0]; p.Breaker.State != supervisor.BreakerClosed || p.Generation != gen+1 || p.Restarts != 0 {
+		t.Fatalf("after a probe that worked: %+v", p)
+	}
+	for range 3 {
+		if _, err := s.Run(ctx, make1, plugins.RunHandlers{}); err != nil {
+			t.Fatalf("traffic after the breaker closed: %v", err)
+		}
+	}
+}
