@@ -67,8 +67,8 @@ func busyHost() *fakeHost {
 		queue:    9,
 		finished: executor.Finished{Success: 10, Error: 11, Interrupted: 12},
 		packs: []supervisor.PackInfo{
-			{Name: "builtin", Pid: 1234, Generation: 1},
-			{Name: "custom", Pid: 0, Generation: 3},
+			{Name: "builtin", Pid: 1234, Generation: 1, Breaker: supervisor.BreakerInfo{State: supervisor.BreakerClosed}},
+			{Name: "custom", Pid: 0, Generation: 3, Breaker: supervisor.BreakerInfo{State: supervisor.BreakerOpen, Trips: 2}},
 		},
 	}
 }
@@ -140,6 +140,15 @@ func TestCollector(t *testing.T) {
 		"nodecast_plugin_up{pack=builtin}":                    1,
 		"nodecast_plugin_generation{pack=custom}":             3,
 		"nodecast_plugin_up{pack=custom}":                     0,
+		// The breaker's state is one of three series set to 1.
+		"nodecast_plugin_breaker_state{pack=builtin,state=closed}":    1,
+		"nodecast_plugin_breaker_state{pack=builtin,state=open}":      0,
+		"nodecast_plugin_breaker_state{pack=builtin,state=half_open}": 0,
+		"nodecast_plugin_breaker_state{pack=custom,state=closed}":     0,
+		"nodecast_plugin_breaker_state{pack=custom,state=open}":       1,
+		"nodecast_plugin_breaker_state{pack=custom,state=half_open}":  0,
+		"nodecast_plugin_breaker_trips_total{pack=builtin}":           0,
+		"nodecast_plugin_breaker_trips_total{pack=custom}":            2,
 	}
 	only := func(prefixes ...string) map[string]float64 {
 		out := map[string]float64{}
