@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gorilla/websocket"
 
@@ -47,5 +48,36 @@ func TestConfigWebSocketAccess(t *testing.T) {
 	_, resp, err = d.Dial(wsURL, h)
 	if err == nil || resp == nil || resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("foreign Host: err %v, response %v; want 403", err, resp)
+	}
+}
+
+// TestConfigLimits: the config file's limits section and listen address
+// reach the host through ConfigOptions: a history bound, a prompt tensor
+// budget that nodes enforce, and the loopback Host rule.
+func TestConfigLimits(t *testing.T) {
+	yaml := "listen: 127.0.0.1:8188\nlimits:\n  prompt_tensor_bytes: 1048576\n  history_bytes: 1048576\n" +
+		"  breaker_restarts: 7\n  breaker_window: 2m\n  breaker_cooldown: 5s\n"
+	cfg, err := config.Parse("limits.yaml", []byte(yaml), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := host.ConfigOptions(cfg)
+	if opts.Listen != "127.0.0.1:8188" || opts.PromptTensorBytes != 1<<20 || opts.HistoryBytes != 1<<20 ||
+		opts.BreakerRestarts != 7 || opts.BreakerWindow != 2*time.Minute || opts.BreakerCooldown != 5*time.Second {
+		t.Fatalf("options %+v", opts)
+	}
+	opts.PluginDir = ""
+	h, srv := startHost(t, opts)
+	// EmptyImage of 4 × 256² float32 RGB is 3 MiB, over the 1 MiB budget.
+	body := `{"prompt": {"1": {"class_type": "EmptyImage", "inputs": {"width": 256, "height": 256, "batch_size": 4}},
+  "2": {"class_type": "SendImageOnWebSocket", "inputs": {"images": ["1", 0], "event": "cfg.test"}}}}`
+	_, entry := waitPrompt(t, h, srv, body)
+	e := executionError(t, entry)
+	if msg, _ := e["exception_message"].(string); !strings.Contains(msg, "EmptyImage output needs 3145728 bytes") ||
+		!strings.Contains(msg, "tensor budget of 1048576 bytes") {
+		t.Errorf("execution_error %v", e)
+	}
+	if code, _ := request(t, srv, "GET", "/history", map[string]string{"Host": "evil.example"}, nil); code != http.StatusForbidden {
+		t.Errorf("foreign Host on a host configured to listen on loopback: %d", code)
 	}
 }

@@ -15,6 +15,8 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"path/filepath"
+	"runtime/metrics"
 	"strconv"
 	"strings"
 	"testing"
@@ -24,6 +26,7 @@ import (
 
 	"github.com/nodecast/nodecast/host"
 	"github.com/nodecast/nodecast/host/executor"
+	"github.com/nodecast/nodecast/protocol"
 )
 
 // The attacks of issue 6, each reproduced at a size CI holds against a host
@@ -387,4 +390,78 @@ func encodePNG(t *testing.T, w, h int) []byte {
 		t.Fatal(err)
 	}
 	return b.Bytes()
+}
+
+// heapAllocs is the bytes this process allocated so far.
+func heapAllocs() uint64 {
+	s := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
+}
+
+// Item 6: a 40 MB upload streams to disk: the host allocates a small part
+// of it while storing it, and the stored file is whole.
+func TestUploadStreamsToDisk(t *testing.T) {
+	opts := host.Options{MaxBodyBytes: 64 << 20, InputDir: t.TempDir()}
+	_, srv := loopbackHost(t, opts)
+	data := paddedPNG(t, 8, 8, 40_000_000)
+	ctype, body := uploadBody(t, "big.png", data, nil)
+	raw := body.Bytes()
+	before := heapAllocs()
+	code, answer := request(t, srv, "POST", "/upload/image", map[string]string{"Content-Type": ctype}, bytes.NewReader(raw))
+	allocated := heapAllocs() - before
+	if code != 200 {
+		t.Fatalf("upload: %d %s", code, answer)
+	}
+	stored, err := os.ReadFile(filepath.Join(opts.InputDir, "big.png"))
+	if err != nil || !bytes.Equal(stored, data) {
+		t.Fatalf("stored file differs (%v)", err)
+	}
+	if allocated > 8<<20 {
+		t.Errorf("a %d MB upload allocated %d MiB: held in memory, not streamed", len(data)/1e6, allocated>>20)
+	}
+	t.Logf("upload of %d bytes: %d KiB allocated", len(data), allocated>>10)
+}
+
+// Item 8: /object_info advertises the limits a run accepts: width and height
+// at most the largest side, with the pixel bound, and a prompt over the
+// pixel bound is refused before it runs.
+func TestObjectInfoMatchesRunLimits(t *testing.T) {
+	for _, tc := range []struct {
+		limits         protocol.ImageLimits
+		side, pixels   float64
+		refuse, accept [2]int
+		refusedWhat    string
+	}{
+		{protocol.ImageLimits{}, 16384, 89_478_485, [2]int{16384, 16384}, [2]int{16384, 8}, "image pixels"},
+		{protocol.ImageLimits{MaxSide: 4096, MaxPixels: 4_000_000}, 4096, 4_000_000, [2]int{2048, 2048}, [2]int{4096, 512}, "image pixels"},
+	} {
+		h, srv := loopbackHost(t, host.Options{ImageLimits: tc.limits})
+		_, raw := request(t, srv, "GET", "/object_info/EmptyImage", nil, nil)
+		var info map[string]struct {
+			Input struct {
+				Required map[string][]any `json:"required"`
+			} `json:"input"`
+		}
+		if err := json.Unmarshal(raw, &info); err != nil {
+			t.Fatal(err)
+		}
+		for _, in := range []string{"width", "height"} {
+			opts, _ := info["EmptyImage"].Input.Required[in][1].(map[string]any)
+			if opts["max"] != tc.side || opts["max_pixels"] != tc.pixels {
+				t.Errorf("limits %+v: %s advertised as %v", tc.limits, in, opts)
+			}
+		}
+		prompt := func(wh [2]int) string {
+			return fmt.Sprintf(`{"prompt": {"1": {"class_type": "EmptyImage", "inputs": {"width": %d, "height": %d, "batch_size": 1}},
+  "2": {"class_type": "SendImageOnWebSocket", "inputs": {"images": ["1", 0], "event": "limits.test"}}}}`, wh[0], wh[1])
+		}
+		code, raw := request(t, srv, "POST", "/prompt", map[string]string{"Content-Type": "application/json"}, strings.NewReader(prompt(tc.refuse)))
+		if code != 400 || !strings.Contains(string(raw), "value_bigger_than_max") || !strings.Contains(string(raw), tc.refusedWhat) {
+			t.Errorf("limits %+v: %v refused with %d %s", tc.limits, tc.refuse, code, raw)
+		}
+		if _, e := waitPrompt(t, h, srv, prompt(tc.accept)); e.Status.StatusStr != "success" {
+			t.Errorf("limits %+v: %v advertised as accepted but failed: %+v", tc.limits, tc.accept, e.Status.Messages)
+		}
+	}
 }

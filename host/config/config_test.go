@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nodecast/nodecast/host/config"
 	"github.com/nodecast/nodecast/host/executor"
@@ -230,5 +231,32 @@ func TestErrors(t *testing.T) {
 	}
 	if _, err := config.Load(filepath.Join(t.TempDir(), "absent.yaml")); err == nil || !strings.Contains(err.Error(), "absent.yaml") {
 		t.Errorf("missing config file: %v", err)
+	}
+}
+
+func TestLimitsSection(t *testing.T) {
+	text := "limits:\n  history_bytes: 67108864\n  history_value_bytes: 4096\n  prompt_tensor_bytes: 8589934592\n" +
+		"  breaker_restarts: 5\n  breaker_window: 2m\n  breaker_cooldown: 30s\n"
+	c, err := config.Parse("limits.yaml", []byte(text), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := config.Limits{HistoryBytes: 64 << 20, HistoryValueBytes: 4096, PromptTensorBytes: 8 << 30,
+		BreakerRestarts: 5, BreakerWindow: 2 * time.Minute, BreakerCooldown: 30 * time.Second}
+	if c.Limits != want {
+		t.Fatalf("limits %+v, want %+v", c.Limits, want)
+	}
+	for _, tc := range []struct{ yaml, key, reason string }{
+		{"limits: {history_bytes: 1000}\n", "limits.history_bytes", "too small"},
+		{"limits: {prompt_tensor_bytes: -1}\n", "limits.prompt_tensor_bytes", "negative"},
+		{"limits: {breaker_window: soon}\n", "limits.breaker_window", "want a duration"},
+		{"limits: {breaker_cooldown: 3}\n", "limits.breaker_cooldown", "want a duration"},
+		{"limits: {history_items: 3}\n", "limits.history_items", "unknown key"},
+	} {
+		_, err := config.Parse("bad.yaml", []byte(tc.yaml), "")
+		var ce *config.Error
+		if !errors.As(err, &ce) || ce.Key != tc.key || !strings.Contains(ce.Reason, tc.reason) {
+			t.Errorf("%q: %v, want key %s: %s", tc.yaml, err, tc.key, tc.reason)
+		}
 	}
 }
