@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/nodecast/nodecast/host/executor"
@@ -31,7 +32,8 @@ type Options struct {
 	InputDir string
 	// OutputDir is type "output" of /view and uploads. "" = "output".
 	OutputDir string
-	// TempDir is type "temp". "" = a "nodecast" folder in os.TempDir().
+	// TempDir is type "temp". "" = a folder of this server's own in
+	// os.TempDir(), made on first use.
 	TempDir string
 	// MaxBodyBytes bounds every request body. 0 = DefaultMaxBodyBytes.
 	MaxBodyBytes int64
@@ -83,7 +85,8 @@ type Options struct {
 type server struct {
 	opts Options
 	log  *slog.Logger
-	dirs map[string]string           // upload and view folders by type
+	dirs map[string]string           // upload and view folders by type; "temp" may be "" until used
+	own  func() string               // this server's own folder in os.TempDir(), made on first use
 	cop  *http.CrossOriginProtection // nil = cross-site POSTs allowed
 }
 
@@ -94,20 +97,6 @@ func New(opts Options) http.Handler {
 	}
 	if opts.OutputDir == "" {
 		opts.OutputDir = "output"
-	}
-	if opts.TempDir == "" || opts.StagingDir == "" {
-		// A folder of this server's own: a shared /tmp/nodecast would let
-		// other users and hosts read and plant files.
-		own, err := os.MkdirTemp("", "nodecast-")
-		if err != nil {
-			own = filepath.Join(os.TempDir(), fmt.Sprintf("nodecast-%d", os.Getpid()))
-		}
-		if opts.TempDir == "" {
-			opts.TempDir = filepath.Join(own, "temp")
-		}
-		if opts.StagingDir == "" {
-			opts.StagingDir = filepath.Join(own, "uploads")
-		}
 	}
 	if opts.MaxBodyBytes <= 0 {
 		opts.MaxBodyBytes = DefaultMaxBodyBytes
@@ -129,6 +118,17 @@ func New(opts Options) http.Handler {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
+	// A folder of this server's own, not a shared /tmp/nodecast that other
+	// users and hosts could read and plant files in; made only when a temp
+	// or staging folder is needed and none was given.
+	s.own = sync.OnceValue(func() string {
+		dir, err := os.MkdirTemp("", "nodecast-")
+		if err != nil {
+			s.log.Error("cannot make a temp folder", "err", err)
+			return filepath.Join(os.TempDir(), fmt.Sprintf("nodecast-%d", os.Getpid()))
+		}
+		return dir
+	})
 	if !opts.AllowCrossOrigin {
 		cop, err := newCrossSiteGuard(opts.AllowedOrigins)
 		if err != nil {

@@ -57,6 +57,7 @@ func newEnv(t *testing.T, opts api.Options, eopts executor.Options) *env {
 	opts.InputDir = e.input
 	opts.OutputDir = e.output
 	opts.TempDir = t.TempDir()
+	opts.StagingDir = t.TempDir()
 	if opts.WS == nil {
 		opts.WS = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.WriteHeader(http.StatusTeapot)

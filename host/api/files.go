@@ -42,7 +42,18 @@ const (
 // dirFor returns the folder of a ComfyUI file type ("" = input for uploads).
 func (s *server) dirFor(typ string) (string, bool) {
 	dir, ok := s.dirs[typ]
+	if ok && dir == "" && typ == "temp" {
+		dir = filepath.Join(s.own(), "temp")
+	}
 	return dir, ok
+}
+
+// stagingDir holds uploads while they stream in.
+func (s *server) stagingDir() string {
+	if s.opts.StagingDir != "" {
+		return s.opts.StagingDir
+	}
+	return filepath.Join(s.own(), "uploads")
 }
 
 // checkName refuses names that could leave their folder.
@@ -109,7 +120,7 @@ func (s *server) postUploadImage(w http.ResponseWriter, r *http.Request) {
 				part.Close()
 				var mbe *http.MaxBytesError
 				if !errors.As(err, &mbe) {
-					s.log.Error("upload staging failed", "dir", s.opts.StagingDir, "err", err)
+					s.log.Error("upload staging failed", "dir", s.stagingDir(), "err", err)
 					writeError(w, http.StatusInternalServerError, "internal_error", "Cannot store the upload", err.Error())
 					return
 				}
@@ -141,6 +152,11 @@ func (s *server) postUploadImage(w http.ResponseWriter, r *http.Request) {
 	if staged == nil {
 		writeError(w, http.StatusBadRequest, typeInvalidRequest, `No file in the "image" field`, "")
 		return
+	}
+	for _, k := range []string{"type", "subfolder", "overwrite"} { // r.FormValue's fallback, as before
+		if _, ok := fields[k]; !ok && r.URL.Query().Has(k) {
+			fields[k] = r.URL.Query().Get(k)
+		}
 	}
 	typ := fields["type"]
 	if typ == "" {
@@ -198,10 +214,11 @@ func (s *server) postUploadImage(w http.ResponseWriter, r *http.Request) {
 // stage copies an uploaded file into a new file of the staging folder. On
 // error no file is left.
 func (s *server) stage(src io.Reader) (*os.File, error) {
-	if err := os.MkdirAll(s.opts.StagingDir, 0o700); err != nil {
+	dir := s.stagingDir()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	f, err := os.CreateTemp(s.opts.StagingDir, "upload-*")
+	f, err := os.CreateTemp(dir, "upload-*")
 	if err != nil {
 		return nil, err
 	}
