@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/nodecast/nodecast/plugins"
+	"github.com/nodecast/nodecast/protocol"
 )
 
 // specNode is a node that only has a spec.
@@ -51,5 +52,25 @@ func TestPackValidate(t *testing.T) {
 				t.Error("ServeConfig accepted an invalid pack")
 			}
 		})
+	}
+}
+
+func TestCheckTensorBytes(t *testing.T) {
+	none := plugins.Limits{}
+	if err := none.CheckTensorBytes("x", 1<<40); err != nil {
+		t.Errorf("no budget: %v", err)
+	}
+	l := plugins.Limits{TensorBudget: 1000, TensorHeld: 600}
+	if err := l.CheckTensorBytes("x", 400); err != nil {
+		t.Errorf("exactly the rest of the budget: %v", err)
+	}
+	err := l.CheckTensorBytes("RepeatImageBatch output", 401)
+	var be *plugins.BudgetError
+	if !errors.As(err, &be) || !errors.Is(err, protocol.ErrLimit) || be.Need != 401 || be.Held != 600 || be.Budget != 1000 {
+		t.Fatalf("err = %#v", err)
+	}
+	want := "plugins: RepeatImageBatch output needs 401 bytes, but the prompt holds 600 of its tensor budget of 1000 bytes (400 left; raise limits.prompt_tensor_bytes or make smaller batches)"
+	if err.Error() != want || be.ExceptionType() != "torch.OutOfMemoryError" {
+		t.Errorf("%q (%s)", err, be.ExceptionType())
 	}
 }

@@ -16,7 +16,7 @@ import (
 // readObject reads a JSON object body. An empty body is an empty object when
 // emptyOK; numbers are kept as json.Number so large seeds survive.
 func (s *server) readObject(w http.ResponseWriter, r *http.Request, emptyOK bool) (map[string]json.RawMessage, bool) {
-	raw, err := io.ReadAll(r.Body)
+	raw, err := readBody(r)
 	if err != nil {
 		s.bodyError(w, err, "Cannot read the request body")
 		return nil, false
@@ -38,6 +38,20 @@ func (s *server) readObject(w http.ResponseWriter, r *http.Request, emptyOK bool
 		return nil, false
 	}
 	return fields, true
+}
+
+// readBody reads a whole body into one buffer sized by Content-Length when
+// the client sent one (limitBody has bounded it), instead of io.ReadAll's
+// doubling, which holds up to twice a large prompt while it grows.
+func readBody(r *http.Request) ([]byte, error) {
+	if r.ContentLength <= 0 {
+		return io.ReadAll(r.Body)
+	}
+	buf := make([]byte, r.ContentLength)
+	if _, err := io.ReadFull(r.Body, buf); err != nil {
+		return nil, err // a body shorter than it said is not a prompt
+	}
+	return buf, nil
 }
 
 func decodeNumbers(raw json.RawMessage, dst any) error {

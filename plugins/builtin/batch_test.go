@@ -1,7 +1,10 @@
 package builtin
 
 import (
+	"encoding/base64"
 	"errors"
+	"image"
+	"runtime/metrics"
 	"slices"
 	"testing"
 
@@ -161,4 +164,42 @@ func TestImageBatch(t *testing.T) {
 			t.Fatalf("err = %v, want ErrInput", err)
 		}
 	})
+}
+
+// TestTensorBudgetCheckedBeforeAllocating: each node that makes a tensor
+// refuses one over the prompt's budget with a *plugins.BudgetError, having
+// allocated next to nothing.
+func TestTensorBudgetCheckedBeforeAllocating(t *testing.T) {
+	img := imageTensor(4, 256, 256, 3, func(i int) float32 { return 0.5 })
+	pngData := encodePNG(t, image.NewNRGBA(image.Rect(0, 0, 1024, 1024)))
+	lim := plugins.Limits{TensorBudget: 64 << 20, TensorHeld: 60 << 20}
+	for _, c := range []struct {
+		class  string
+		inputs map[string]any
+		need   int64
+	}{
+		{"EmptyImage", map[string]any{"width": int64(1024), "height": int64(1024), "batch_size": int64(4)}, 4 * 1024 * 1024 * 12},
+		{"RepeatImageBatch", map[string]any{"image": img, "amount": int64(64)}, 64 * int64(len(img.Data))},
+		{"ImageBatch", map[string]any{"image1": img, "image2": img}, 2 * int64(len(img.Data))},
+		{"ETN_LoadImageBase64", map[string]any{"image": base64.StdEncoding.EncodeToString(pngData)}, 1024 * 1024 * 20},
+	} {
+		t.Run(c.class, func(t *testing.T) {
+			before := allocated()
+			_, _, err := runWith(t, node(t, c.class), c.inputs, lim)
+			grew := allocated() - before
+			var be *plugins.BudgetError
+			if !errors.As(err, &be) || be.Need != c.need || be.Held != lim.TensorHeld || be.Budget != lim.TensorBudget {
+				t.Fatalf("err = %v, want a budget error for %d bytes", err, c.need)
+			}
+			if grew > uint64(c.need/4) {
+				t.Errorf("allocated %d bytes before refusing %d", grew, c.need)
+			}
+		})
+	}
+}
+
+func allocated() uint64 {
+	s := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
 }
