@@ -20,7 +20,7 @@ import (
 // The test binary doubles as two plugin packs, started as real subprocesses.
 func TestMain(m *testing.M) {
 	if plugins.ServeSelfPack(
-		plugins.Pack{Name: "alpha", Nodes: []plugins.Node{makeNode{}, crashNode{}, crashOnceNode{}, crashMidBatchNode{}}},
+		plugins.Pack{Name: "alpha", Nodes: []plugins.Node{makeNode{}, crashNode{}, crashOnceNode{}, crashMidBatchNode{}, waitFileNode{}}},
 		plugins.Pack{Name: "beta", Nodes: []plugins.Node{sumNode{}}},
 		plugins.Pack{Name: "clash", Nodes: []plugins.Node{sumNode{}}},
 	) {
@@ -85,6 +85,28 @@ func (crashNode) Spec() plugins.Spec { return plugins.Spec{ClassType: "test.Cras
 func (crashNode) Run(context.Context, *plugins.Call) (plugins.Result, error) {
 	os.Exit(3)
 	return plugins.Result{}, nil
+}
+
+// waitFileNode returns once the file its input names exists: a call that
+// lasts as long as a test wants.
+type waitFileNode struct{}
+
+func (waitFileNode) Spec() plugins.Spec {
+	return plugins.Spec{ClassType: "test.WaitFile", Inputs: []plugins.Input{{Name: "path", Type: plugins.TypeString}}}
+}
+
+func (waitFileNode) Run(ctx context.Context, c *plugins.Call) (plugins.Result, error) {
+	path, _ := c.String("path", "")
+	for {
+		if _, err := os.Stat(path); err == nil {
+			return plugins.Result{}, nil
+		}
+		select {
+		case <-ctx.Done():
+			return plugins.Result{}, ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
 }
 
 // crashOnceNode crashes the first time (marker file absent) and succeeds after.
@@ -375,5 +397,48 @@ func TestBreakerHalfOpenProbe(t *testing.T) {
 		if _, err := s.Run(ctx, make1, plugins.RunHandlers{}); err != nil {
 			t.Fatalf("traffic after the breaker closed: %v", err)
 		}
+	}
+}
+
+// TestBreakerHalfOpenLetsOneCallThrough: while the probe call runs, other
+// calls to the pack fail at once with a half-open BreakerError.
+func TestBreakerHalfOpenLetsOneCallThrough(t *testing.T) {
+	s := start(t, supervisor.Options{Packs: []supervisor.PackSource{selfPack("alpha")},
+		MaxRestarts: 1, RestartWindow: time.Hour, BreakerCooldown: 100 * time.Millisecond})
+	ctx := context.Background()
+	var err error
+	for i := 0; i < 3 && !errors.Is(err, supervisor.ErrBreakerOpen); i++ {
+		_, err = s.Run(ctx, supervisor.Call{ClassType: "test.Crash"}, plugins.RunHandlers{})
+	}
+	if !errors.Is(err, supervisor.ErrBreakerOpen) {
+		t.Fatalf("err = %v, want the breaker open", err)
+	}
+	waitBreaker(t, s, supervisor.BreakerHalfOpen)
+	release := filepath.Join(t.TempDir(), "release")
+	probe := make(chan error, 1)
+	go func() {
+		_, err := s.Run(ctx, supervisor.Call{ClassType: "test.WaitFile", Inputs: map[string]any{"path": release}}, plugins.RunHandlers{})
+		probe <- err
+	}()
+	deadline := time.Now().Add(time.Minute)
+	for s.Packs()[0].Pid == 0 { // the probe has started the plugin and holds the one call
+		if time.Now().After(deadline) {
+			t.Fatal("the probe never started the plugin")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	_, err = s.Run(ctx, supervisor.Call{ClassType: "test.Make", Inputs: map[string]any{"side": int64(1), "value": 0.0}}, plugins.RunHandlers{})
+	var be *supervisor.BreakerError
+	if !errors.As(err, &be) || be.State != supervisor.BreakerHalfOpen || !strings.Contains(err.Error(), "one probe call is running") {
+		t.Fatalf("call during the probe: %v, want a half-open refusal", err)
+	}
+	if err := os.WriteFile(release, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-probe; err != nil {
+		t.Fatalf("probe: %v", err)
+	}
+	if b := s.Packs()[0].Breaker; b.State != supervisor.BreakerClosed {
+		t.Fatalf("after the probe: %+v", b)
 	}
 }
