@@ -101,7 +101,7 @@ func (e *pngEncoder) Encode(w io.Writer, m image.Image) error {
 	if err != nil {
 		return err
 	}
-	return e.encodeRows(w, src)
+	return e.encodeRowsText(w, src, nil)
 }
 
 // rows is an 8-bit image with interleaved channels and any row stride.
@@ -136,9 +136,10 @@ func rowsOf(name string, m image.Image, maxSide int) (*rows, error) {
 	return &rows{w: p.W, h: p.H, c: p.C, stride: p.W * p.C, pix: p.Pix}, nil
 }
 
-// encodeRows writes the whole PNG. Nothing is written before the input has
-// been checked, and the stream is written in a few large writes.
-func (e *pngEncoder) encodeRows(w io.Writer, r *rows) error {
+// encodeRowsText writes the whole PNG, with the ready-made text chunks
+// between IHDR and IDAT. Nothing is written before the input has been
+// checked, and the stream is written in a few large writes.
+func (e *pngEncoder) encodeRowsText(w io.Writer, r *rows, text [][]byte) error {
 	st := pngStatePool.Get().(*pngState)
 	defer func() {
 		st.idat.w = nil // keep no reference to the caller's writer in the pool
@@ -168,6 +169,11 @@ func (e *pngEncoder) encodeRows(w io.Writer, r *rows) error {
 	binary.BigEndian.PutUint32(ihdr[21:], crc32.ChecksumIEEE(ihdr[4:21]))
 	if _, err := w.Write(head[:]); err != nil {
 		return err
+	}
+	for _, c := range text {
+		if _, err := w.Write(c); err != nil {
+			return err
+		}
 	}
 
 	level := e.level
