@@ -232,7 +232,7 @@ func TestPNGTextChunks(t *testing.T) {
 	var buf bytes.Buffer
 	text := []TextChunk{
 		{"prompt", `{"1": {"class_type": "SaveImage"}}`},
-		{"workflow", "caf\u00e9"},        // Latin-1: tEXt
+		{"workflow", "caf\u00e9"},         // Latin-1: tEXt
 		{"comment", "\u65e5\u672c\u8a9e"}, // beyond Latin-1: iTXt, as Pillow
 	}
 	if err := e.EncodeText(&buf, p, text); err != nil {
