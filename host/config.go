@@ -14,6 +14,8 @@ func ConfigOptions(cfg *config.Config) Options {
 		Packs:        []PackSource{SelfPack("builtin")},
 		PluginDir:    cfg.Plugins,
 		InputDir:     cfg.InputDir,
+		OutputDir:    cfg.OutputDir,
+		TempDir:      cfg.TempDir,
 		MessageLimit: cfg.MessageLimit,
 		MaxBodyBytes: cfg.MaxBodyBytes,
 		Workflows:    cfg.ExecutorWorkflows(),

@@ -33,6 +33,15 @@ type Options struct {
 	// InputDir is ComfyUI's input folder, where uploads land and LoadImage
 	// reads; "" = "./input". It is created when missing.
 	InputDir string
+	// OutputDir is ComfyUI's output folder, where SaveImage writes and
+	// /view?type=output reads; "" = "./output". Created when missing.
+	OutputDir string
+	// TempDir is ComfyUI's temp folder, where PreviewImage writes; "" =
+	// "./temp". Created when missing and emptied at start, as ComfyUI does,
+	// unless KeepTempDir is set. New refuses to empty the input or output
+	// folder, the root, the home folder or the system's temp folder.
+	TempDir     string
+	KeepTempDir bool
 	// MessageLimit bounds every WebSocket message to parts-aware clients; 0 =
 	// protocol.DefaultMessageLimit (4,194,304 bytes).
 	MessageLimit int
@@ -99,11 +108,16 @@ func New(ctx context.Context, opts Options) (*Host, error) {
 		return nil, fmt.Errorf("host: input folder: %w", err)
 	}
 	opts.InputDir = inputDir
+	outputDir, tempDir, err := outputFolders(&opts)
+	if err != nil {
+		return nil, err
+	}
 	sup, err := supervisor.Start(ctx, supervisor.Options{
 		Packs:     opts.Packs,
 		PluginDir: opts.PluginDir,
-		Env:       []string{plugins.InputDirEnv + "=" + inputDir},
-		Logger:    log,
+		Env: []string{plugins.InputDirEnv + "=" + inputDir,
+			plugins.OutputDirEnv + "=" + outputDir, plugins.TempDirEnv + "=" + tempDir},
+		Logger: log,
 	})
 	if err != nil {
 		return nil, err
@@ -148,6 +162,8 @@ func New(ctx context.Context, opts Options) (*Host, error) {
 		Classes:      sup.Classes,
 		WS:           h.hub,
 		InputDir:     inputDir,
+		OutputDir:    outputDir,
+		TempDir:      tempDir,
 		MaxBodyBytes: opts.MaxBodyBytes,
 		Limits:       opts.ImageLimits,
 		MessageLimit: opts.MessageLimit,

@@ -63,6 +63,8 @@ type Config struct {
 	Defaults     NodeSettings
 	Workflows    map[string]*Workflow
 	WebSocket    WebSocket
+	OutputDir    string // SaveImage's files; "" = the command line decides (./output)
+	TempDir      string // PreviewImage's files, emptied at start; "" = the command line decides (./temp)
 }
 
 // WebSocket configures who may connect to /ws and how much each client may
@@ -173,6 +175,12 @@ func Parse(name string, data []byte, baseDir string) (*Config, error) {
 		"plugins": func(k string, n *yaml.Node) error { return p.path(n, k, &c.Plugins) },
 		"input_dir": func(k string, n *yaml.Node) error {
 			return p.path(n, k, &c.InputDir)
+		},
+		"output_dir": func(k string, n *yaml.Node) error {
+			return p.path(n, k, &c.OutputDir)
+		},
+		"temp_dir": func(k string, n *yaml.Node) error {
+			return p.path(n, k, &c.TempDir)
 		},
 		"message_limit": func(k string, n *yaml.Node) error {
 			v, err := p.nonNegative(n, k)
