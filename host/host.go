@@ -126,6 +126,7 @@ func New(ctx context.Context, opts Options) (*Host, error) {
 	if hopts.MessageLimit == 0 {
 		hopts.MessageLimit = opts.MessageLimit
 	}
+	hopts.ServerFlags = serverFlags(opts, hopts)
 	if hopts.Logger == nil {
 		hopts.Logger = log
 	}
@@ -172,6 +173,28 @@ func New(ctx context.Context, opts Options) (*Host, error) {
 		Logger:       log,
 	})
 	return h, nil
+}
+
+// serverFlags are the feature flags the host honours, built once so that
+// the WebSocket's feature_flags answer and GET /features are the same
+// dictionary: ComfyUI's supports_preview_metadata (type 4 frames) and
+// max_upload_size, and nodecast's supports_image_parts and
+// max_message_size. Flags an embedder put in opts.Hub.ServerFlags are kept.
+func serverFlags(opts Options, hopts hub.Options) map[string]any {
+	maxUpload := opts.MaxBodyBytes
+	if maxUpload <= 0 {
+		maxUpload = api.DefaultMaxBodyBytes
+	}
+	flags := map[string]any{
+		protocol.FlagPreviewMetadata: true,
+		protocol.FlagImageParts:      true,
+		protocol.FlagMaxUploadSize:   maxUpload,
+		protocol.FlagMaxMessageSize:  hopts.MessageLimit,
+	}
+	for k, v := range hopts.ServerFlags {
+		flags[k] = v
+	}
+	return flags
 }
 
 // Handler serves ComfyUI's HTTP and WebSocket API.

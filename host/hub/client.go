@@ -42,6 +42,7 @@ type client struct {
 	mu        sync.Mutex
 	flags     protocol.FeatureFlags
 	parts     bool // flags has supports_image_parts: true
+	preview   bool // flags has supports_preview_metadata: true (type 4 instead of type 1)
 	queue     []frame
 	queued    int64 // bytes in queue, including the frame being written
 	gone      bool  // reader ended or write failed: nothing more is sent
@@ -274,6 +275,7 @@ func (c *client) handle(data []byte) {
 	c.mu.Lock()
 	c.flags = flags
 	c.parts = flags.Bool(protocol.FlagImageParts)
+	c.preview = flags.Bool(protocol.FlagPreviewMetadata)
 	c.mu.Unlock()
 	c.hub.log.Debug("hub: client feature flags", "client", c.id, "flags", flags)
 	msg := c.hub.flagsMsg

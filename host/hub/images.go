@@ -2,7 +2,9 @@ package hub
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"strconv"
 
@@ -29,9 +31,10 @@ type pendingImage struct {
 type shape int
 
 const (
-	shapePART   shape = iota // binary PART frames
-	shapeWhole               // one type 1 frame
-	shapeBase64              // base64 JSON text messages
+	shapePART    shape = iota // binary PART frames
+	shapeWhole                // one type 1 frame
+	shapeBase64               // base64 JSON text messages
+	shapePreview              // one type 4 frame: metadata JSON, then the image
 	numShapes
 )
 
@@ -248,7 +251,7 @@ func (h *Hub) commitImage(img *pendingImage) error {
 	var need [numShapes]bool
 	for i, c := range targets {
 		c.mu.Lock()
-		shapes[i] = shapeFor(c.parts, &img.first)
+		shapes[i] = shapeFor(c.parts, c.preview, &img.first)
 		c.mu.Unlock()
 		need[shapes[i]] = true
 	}
@@ -269,14 +272,20 @@ func (h *Hub) commitImage(img *pendingImage) error {
 	return nil
 }
 
-// shapeFor picks how a client receives an image.
-func shapeFor(clientParts bool, p *protocol.ImagePart) shape {
+// shapeFor picks how a client receives an image. A client that sent
+// supports_preview_metadata gets type 4 where others get type 1, as
+// ComfyUI sends it; its image_type names any format, so it also carries
+// the ones type 1 has no code for.
+func shapeFor(clientParts, clientPreview bool, p *protocol.ImagePart) shape {
 	if clientParts {
 		return shapePART
 	}
 	switch p.Wire {
 	case protocol.WireB64Parts, protocol.WireParts:
 		return shapeBase64
+	}
+	if clientPreview {
+		return shapePreview
 	}
 	if _, ok := protocol.ImageFormatFor(p.MIME); ok {
 		return shapeWhole
@@ -302,6 +311,22 @@ func (f *framer) frame(s shape) (*batch, error) {
 		}
 		f.whole = buf[8:]
 		return &batch{frames: []frame{{kind: websocket.BinaryMessage, data: buf}}, size: int64(len(buf))}, nil
+	case shapePreview:
+		j, err := json.Marshal(previewHeader{
+			NodeID: f.first.Node, PromptID: f.first.PromptID, DisplayNodeID: f.first.Node,
+			RealNodeID: f.first.Node, ImageType: f.first.MIME,
+		})
+		if err != nil {
+			return nil, err
+		}
+		buf := make([]byte, 8, 8+len(j)+int(f.first.Size))
+		binary.BigEndian.PutUint32(buf, protocol.BinaryPreviewImageWithMetadata)
+		binary.BigEndian.PutUint32(buf[4:], uint32(len(j)))
+		buf = append(buf, j...)
+		for _, p := range f.parts {
+			buf = append(buf, p.Data...)
+		}
+		return &batch{frames: []frame{{kind: websocket.BinaryMessage, data: buf}}, size: int64(len(buf))}, nil
 	case shapePART:
 		if b, over, err := f.frameParts(f.parts, websocket.BinaryMessage, appendPART); over == 0 || err != nil {
 			return b, err
@@ -313,6 +338,17 @@ func (f *framer) frame(s shape) (*batch, error) {
 		}
 		return f.resplit(websocket.TextMessage, appendBase64)
 	}
+}
+
+// previewHeader is the JSON of a type 4 frame, in ComfyUI's key order;
+// parent_node_id is null, as ComfyUI sends it for a node outside a subgraph.
+type previewHeader struct {
+	NodeID        string  `json:"node_id"`
+	PromptID      string  `json:"prompt_id"`
+	DisplayNodeID string  `json:"display_node_id"`
+	ParentNodeID  *string `json:"parent_node_id"`
+	RealNodeID    string  `json:"real_node_id"`
+	ImageType     string  `json:"image_type"`
 }
 
 type appendFunc func(p *protocol.ImagePart) ([]byte, error)
