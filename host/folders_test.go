@@ -39,9 +39,9 @@ func TestTempFolderThatHoldsOtherThingsIsRefused(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	for name, opts := range map[string]host.Options{
-		"input folder":  {InputDir: in, TempDir: in},
+		"input folder":  {InputDir: in, OutputDir: t.TempDir(), TempDir: in},
 		"output folder": {InputDir: t.TempDir(), OutputDir: in, TempDir: in},
-		"system temp":   {InputDir: t.TempDir(), TempDir: os.TempDir()},
+		"system temp":   {InputDir: t.TempDir(), OutputDir: t.TempDir(), TempDir: os.TempDir()},
 	} {
 		h, err := host.New(ctx, opts)
 		if err == nil {
