@@ -206,6 +206,23 @@ func TestOneSavePromptEveryKindOfClient(t *testing.T) {
 		t.Errorf("feature_flags answer %v differs from GET /features %v", answer, features)
 	}
 
+	// SaveImage's hidden inputs show as ComfyUI shows them.
+	resp, err = httpClient.Get(s.URL + "/object_info/SaveImage")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info map[string]struct {
+		Input map[string]any `json:"input"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&info)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := info["SaveImage"].Input["hidden"]; !reflect.DeepEqual(h, map[string]any{"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"}) {
+		t.Errorf("SaveImage hidden inputs %v", h)
+	}
+
 	prompt := pipeline(name, 2, "ETN_SendImageWebSocket", nil)
 	prompt["4"] = map[string]any{"class_type": "SaveImage", "inputs": map[string]any{"images": []any{"2", 0}, "filename_prefix": "all/kinds"}}
 	id := queue(t, s, map[string]any{"prompt": prompt, "extra_data": map[string]any{"extra_pnginfo": map[string]any{"workflow": map[string]any{"id": "w1"}}}})

@@ -141,7 +141,8 @@ func (n *saveImage) Run(ctx context.Context, call *plugins.Call) (plugins.Result
 	}
 	defer s.close()
 	results := make([]any, 0, im.Len())
-	var px *sendimage.Pixels
+	var px *sendimage.Pixels // one image's pixels at a time, reused
+	bw := bufio.NewWriterSize(nil, 1<<20)
 	for i := range im.Len() {
 		if err := ctx.Err(); err != nil {
 			return plugins.Result{}, err
@@ -150,11 +151,12 @@ func (n *saveImage) Run(ctx context.Context, call *plugins.Call) (plugins.Result
 			return plugins.Result{}, err
 		}
 		name, err := s.save(strings.ReplaceAll(base, "%batch_num%", strconv.Itoa(i)), func(f *os.File) error {
-			w := bufio.NewWriterSize(f, 1<<20)
-			if err := te.EncodeText(w, px, text); err != nil {
+			bw.Reset(f)
+			defer bw.Reset(nil)
+			if err := te.EncodeText(bw, px, text); err != nil {
 				return err
 			}
-			return w.Flush()
+			return bw.Flush()
 		})
 		if err != nil {
 			return plugins.Result{}, err

@@ -2,6 +2,7 @@ package builtin
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -294,5 +296,83 @@ func TestNextCounter(t *testing.T) {
 		if got := nextCounter(tc.names, "a"); got != tc.want {
 			t.Errorf("nextCounter(%v) = %d, want %d", tc.names, got, tc.want)
 		}
+	}
+}
+
+// TestSaveImageFaults: a subfolder that is a file, and a cancelled run,
+// fail with an error and leave no partial or temporary file.
+func TestSaveImageFaults(t *testing.T) {
+	out := t.TempDir()
+	if err := os.WriteFile(filepath.Join(out, "afile"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	images := imageTensor(3, 8, 8, 3, func(int) float32 { return 0.5 })
+	_, _, err := runWith(t, saveNode(t, "SaveImage", out, ""), map[string]any{"images": images, "filename_prefix": "afile/x"}, plugins.Limits{})
+	var pe *PrefixError
+	if !errors.As(err, &pe) || !strings.Contains(err.Error(), "subfolder") {
+		t.Errorf("subfolder that is a file: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	em := &cancelAfter{n: 1, cancel: cancel}
+	call := &plugins.Call{NodeID: "7", PromptID: "p", Inputs: map[string]any{"images": images, "filename_prefix": "cut"}, Emitter: em}
+	if _, err := saveNode(t, "SaveImage", out, "").Run(ctx, call); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled after one image: %v", err)
+	}
+	entries, _ := os.ReadDir(out)
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if !slices.Equal(names, []string{"afile", "cut_00001_.png"}) {
+		t.Errorf("folder holds %v, want afile and the one image saved before the cancel", names)
+	}
+}
+
+// cancelAfter cancels its context after n progress reports.
+type cancelAfter struct {
+	fakeEmitter
+	n      int
+	cancel func()
+}
+
+func (c *cancelAfter) Progress(ctx context.Context, value, max int) error {
+	if value >= c.n {
+		c.cancel()
+	}
+	return nil
+}
+
+// TestSaveImageMemoryPerImage measures (runtime.MemStats.TotalAlloc) what
+// each further image of a batch allocates: the pixel buffer and the file
+// writer are reused, so it stays well under one image's raw size, and a
+// batch never needs all its pixels converted at once.
+func TestSaveImageMemoryPerImage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("encodes twelve 1024² images")
+	}
+	out := t.TempDir()
+	const side = 1024
+	raw := uint64(side * side * 3)
+	alloc := func(batch int) uint64 {
+		images := imageTensor(batch, side, side, 3, func(i int) float32 { return float32(i%251) / 251 })
+		n := saveNode(t, "SaveImage", out, "")
+		// Warm the encoder's pools first, as a running plugin has them.
+		if _, _, err := runWith(t, n, map[string]any{"images": images, "filename_prefix": "warm"}, plugins.Limits{}); err != nil {
+			t.Fatal(err)
+		}
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		if _, _, err := runWith(t, n, map[string]any{"images": images, "filename_prefix": "mem"}, plugins.Limits{}); err != nil {
+			t.Fatal(err)
+		}
+		runtime.ReadMemStats(&after)
+		return after.TotalAlloc - before.TotalAlloc
+	}
+	one, five := alloc(1), alloc(5)
+	per := (max(five, one) - one) / 4
+	t.Logf("SaveImage of %d² RGB: %d bytes allocated for one image, %d per further image (raw image %d)", side, one, per, raw)
+	if per > raw/2 {
+		t.Errorf("each further image allocates %d bytes, over half a raw image (%d)", per, raw/2)
 	}
 }
