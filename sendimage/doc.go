@@ -12,7 +12,7 @@
 //   - Encoders: a Registry of EncoderFactory by name, with Default holding
 //     png (the default), jpeg, bmp, tiff, webp (lossy, gen2brain/webp:
 //     libwebp, loaded or as WebAssembly), webp-lossless (nativewebp, pure
-//     Go) and raw (netpbm PAM: the pixels behind a text header). The PNG
+//     Go) and raw (netpbm PPM/PGM/PAM: the pixels behind a text header). The PNG
 //     encoder is this package's own: the Up filter on every row and
 //     klauspost/compress flate at level 1, compressed in parallel stripes
 //     for large images, several times faster than image/png; as a

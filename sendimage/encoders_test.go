@@ -20,13 +20,13 @@ import (
 func TestEncodersRoundTrip(t *testing.T) {
 	decoders := map[string]func(io.Reader) (image.Image, error){
 		"png": png.Decode, "jpeg": jpeg.Decode, "bmp": bmp.Decode, "tiff": tiff.Decode,
-		"webp": decodeLossyWebP, "webp-lossless": xwebp.Decode, "raw": decodePAM,
+		"webp": decodeLossyWebP, "webp-lossless": xwebp.Decode, "raw": decodePNM,
 	}
 	meta := map[string][2]string{
 		"png": {"image/png", ".png"}, "jpeg": {"image/jpeg", ".jpg"},
 		"bmp": {"image/bmp", ".bmp"}, "tiff": {"image/tiff", ".tiff"},
 		"webp": {"image/webp", ".webp"}, "webp-lossless": {"image/webp", ".webp"},
-		"raw": {"image/x-portable-arbitrarymap", ".pam"},
+		"raw": {"image/x-portable-anymap", ".pnm"},
 	}
 	for _, name := range Names() {
 		for _, c := range []int{1, 3, 4} {

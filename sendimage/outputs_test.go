@@ -18,42 +18,50 @@ import (
 	xwebp "golang.org/x/image/webp"
 )
 
-// decodePAM reads the 8-bit PAM files the raw encoder writes.
-func decodePAM(r io.Reader) (image.Image, error) {
+// decodePNM reads the 8-bit PGM, PPM and PAM files the raw encoder writes.
+func decodePNM(r io.Reader) (image.Image, error) {
 	br := bufio.NewReader(r)
-	hdr := map[string]string{}
-	first := true
-	for {
-		line, err := br.ReadString('\n')
-		if err != nil {
-			return nil, err
-		}
-		line = strings.TrimSuffix(line, "\n")
-		if first {
-			if line != "P7" {
-				return nil, fmt.Errorf("pam: magic %q", line)
-			}
-			first = false
-			continue
-		}
-		if line == "ENDHDR" {
-			break
-		}
-		k, v, _ := strings.Cut(line, " ")
-		hdr[k] = v
+	magic, err := br.ReadString('\n')
+	if err != nil {
+		return nil, err
 	}
-	w, _ := strconv.Atoi(hdr["WIDTH"])
-	h, _ := strconv.Atoi(hdr["HEIGHT"])
-	c, _ := strconv.Atoi(hdr["DEPTH"])
-	if hdr["MAXVAL"] != "255" || pamTupleTypes[c] != hdr["TUPLTYPE"] {
-		return nil, fmt.Errorf("pam: header %v", hdr)
+	var w, h, c int
+	switch magic {
+	case "P5\n", "P6\n":
+		c = map[string]int{"P5\n": 1, "P6\n": 3}[magic]
+		var maxval int
+		if _, err := fmt.Fscanf(br, "%d %d\n%d\n", &w, &h, &maxval); err != nil || maxval != 255 {
+			return nil, fmt.Errorf("pnm: header: %v (maxval %d)", err, maxval)
+		}
+	case "P7\n":
+		hdr := map[string]string{}
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				return nil, err
+			}
+			line = strings.TrimSuffix(line, "\n")
+			if line == "ENDHDR" {
+				break
+			}
+			k, v, _ := strings.Cut(line, " ")
+			hdr[k] = v
+		}
+		w, _ = strconv.Atoi(hdr["WIDTH"])
+		h, _ = strconv.Atoi(hdr["HEIGHT"])
+		c, _ = strconv.Atoi(hdr["DEPTH"])
+		if hdr["MAXVAL"] != "255" || c != 4 || hdr["TUPLTYPE"] != "RGB_ALPHA" {
+			return nil, fmt.Errorf("pam: header %v", hdr)
+		}
+	default:
+		return nil, fmt.Errorf("pnm: magic %q", magic)
 	}
 	p := NewPixels(w, h, c)
 	if _, err := io.ReadFull(br, p.Pix); err != nil {
 		return nil, err
 	}
 	if n, _ := br.Read(make([]byte, 1)); n != 0 {
-		return nil, errors.New("pam: bytes after the pixels")
+		return nil, errors.New("pnm: bytes after the pixels")
 	}
 	return p, nil
 }
@@ -64,8 +72,14 @@ func TestRawIsPixelsAndHeader(t *testing.T) {
 	if err := mustEncoder(t, "raw", EncoderOptions{}).Encode(&buf, p); err != nil {
 		t.Fatal(err)
 	}
-	want := "P7\nWIDTH 2\nHEIGHT 1\nDEPTH 3\nMAXVAL 255\nTUPLTYPE RGB\nENDHDR\n\x01\x02\x03\x04\x05\x06"
-	if buf.String() != want {
+	if want := "P6\n2 1\n255\n\x01\x02\x03\x04\x05\x06"; buf.String() != want {
+		t.Errorf("got %q\nwant %q", buf.String(), want)
+	}
+	buf.Reset()
+	if err := mustEncoder(t, "raw", EncoderOptions{}).Encode(&buf, &Pixels{W: 1, H: 2, C: 4, Pix: []byte{1, 2, 3, 4, 5, 6, 7, 8}}); err != nil {
+		t.Fatal(err)
+	}
+	if want := "P7\nWIDTH 1\nHEIGHT 2\nDEPTH 4\nMAXVAL 255\nTUPLTYPE RGB_ALPHA\nENDHDR\n\x01\x02\x03\x04\x05\x06\x07\x08"; buf.String() != want {
 		t.Errorf("got %q\nwant %q", buf.String(), want)
 	}
 	// A sub-image with a stride is written row by row.
@@ -78,7 +92,7 @@ func TestRawIsPixelsAndHeader(t *testing.T) {
 	if err := mustEncoder(t, "raw", EncoderOptions{}).Encode(&buf, sub); err != nil {
 		t.Fatal(err)
 	}
-	m, err := decodePAM(&buf)
+	m, err := decodePNM(&buf)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -49,7 +49,7 @@ func NewRegistry() *Registry { return &Registry{} }
 
 // Default is the registry that the package-level functions use, with the
 // built-in encoders: png, jpeg, bmp, tiff, webp (lossy), webp-lossless and
-// raw (netpbm PAM).
+// raw (netpbm PPM, PGM or PAM).
 var Default = NewRegistry()
 
 // DefaultEncoder is the encoder used when none is named.

@@ -42,7 +42,7 @@ func TestEncodeTable(t *testing.T) {
 		{"jpeg q90", "jpeg", EncoderOptions{Quality: 90}},
 		{"webp lossy q90 (gen2brain/webp)", "webp", EncoderOptions{}},
 		{"webp-lossless (nativewebp)", "webp-lossless", EncoderOptions{}},
-		{"raw (PAM)", "raw", EncoderOptions{}},
+		{"raw (netpbm)", "raw", EncoderOptions{}},
 	}
 	const runs = 5
 	type cell struct {

@@ -30,7 +30,8 @@ var downloadOnly = map[string]bool{
 // imageTypes complete mime's table, which has no bmp or tiff on a bare system.
 var imageTypes = map[string]string{
 	".bmp": "image/bmp", ".tif": "image/tiff", ".tiff": "image/tiff", ".webp": "image/webp",
-	".pam": "image/x-portable-arbitrarymap",
+	".pnm": "image/x-portable-anymap", ".ppm": "image/x-portable-pixmap",
+	".pgm": "image/x-portable-graymap", ".pam": "image/x-portable-arbitrarymap",
 }
 
 // Error types of /view.

@@ -147,7 +147,7 @@ func (n *etnSendImageWebSocket) Spec() plugins.Spec {
 		OutputNode:  true,
 		Inputs: []plugins.Input{
 			imagesInput,
-			comboInput("format", []string{"PNG", "JPEG", "WEBP", "RAW"}, "PNG", "Image file format (WEBP at the JPEG quality, RAW is netpbm PAM)."),
+			comboInput("format", []string{"PNG", "JPEG", "WEBP", "RAW"}, "PNG", "Image file format (WEBP at the JPEG quality, RAW is netpbm PPM/PGM/PAM)."),
 		},
 	}
 }

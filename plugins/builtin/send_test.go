@@ -232,7 +232,7 @@ func TestETNSendImageWebSocket(t *testing.T) {
 		}
 	})
 	t.Run("webp and raw", func(t *testing.T) {
-		for format, mime := range map[string]string{"WEBP": "image/webp", "RAW": "image/x-portable-arbitrarymap"} {
+		for format, mime := range map[string]string{"WEBP": "image/webp", "RAW": "image/x-portable-anymap"} {
 			res, em, err := run(t, "ETN_SendImageWebSocket", map[string]any{"images": images, "format": format})
 			if err != nil {
 				t.Fatal(err)
