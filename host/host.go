@@ -112,12 +112,12 @@ func New(ctx context.Context, opts Options) (*Host, error) {
 	if err != nil {
 		return nil, err
 	}
+	folderEnv := []string{plugins.OutputDirEnv + "=" + outputDir, plugins.TempDirEnv + "=" + tempDir}
 	sup, err := supervisor.Start(ctx, supervisor.Options{
 		Packs:     opts.Packs,
 		PluginDir: opts.PluginDir,
-		Env: []string{plugins.InputDirEnv + "=" + inputDir,
-			plugins.OutputDirEnv + "=" + outputDir, plugins.TempDirEnv + "=" + tempDir},
-		Logger: log,
+		Env:       append([]string{plugins.InputDirEnv + "=" + inputDir}, folderEnv...),
+		Logger:    log,
 	})
 	if err != nil {
 		return nil, err

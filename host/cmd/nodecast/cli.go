@@ -190,7 +190,8 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	log.Info("nodecast serving", "url", "http://"+ln.Addr().String(), "config", s.cfg.File,
-		"plugins", s.plugins, "input_dir", s.inputDir, "output_dir", s.outputDir, "temp_dir", s.tempDir, "classes", len(h.Classes()))
+		"plugins", s.plugins, "input_dir", s.inputDir, "classes", len(h.Classes()))
+	log.Info("nodecast output folders", "output_dir", s.outputDir, "temp_dir", s.tempDir)
 	fmt.Fprintf(stdout, "nodecast serving on http://%s (ws://%s/ws)\n", ln.Addr(), ln.Addr())
 	select {
 	case <-ctx.Done():
