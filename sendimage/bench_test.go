@@ -44,7 +44,7 @@ func BenchmarkEncode1024(b *testing.B) {
 		{"jpeg", "jpeg", EncoderOptions{}},
 		{"bmp", "bmp", EncoderOptions{}},
 		{"tiff", "tiff", EncoderOptions{}},
-		{"png-level7-saveimage", "png", EncoderOptions{Level: 7}},
+		{"png-compact-saveimage", "png", EncoderOptions{Level: LevelCompact}},
 		{"webp-q90", "webp", EncoderOptions{}},
 		{"webp-lossless", "webp-lossless", EncoderOptions{}},
 		{"raw", "raw", EncoderOptions{}},

@@ -143,7 +143,8 @@ func TestEncoderOptions(t *testing.T) {
 		ok   bool
 	}{
 		{"png", EncoderOptions{Level: LevelHuffmanOnly}, true},
-		{"png", EncoderOptions{Level: -3}, false},
+		{"png", EncoderOptions{Level: LevelCompact}, true},
+		{"png", EncoderOptions{Level: -4}, false},
 		{"png", EncoderOptions{Level: 10}, false},
 		{"png", EncoderOptions{Workers: -1}, false},
 		{"jpeg", EncoderOptions{Quality: 1}, true},

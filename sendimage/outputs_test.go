@@ -280,3 +280,42 @@ func TestPNGTextChunks(t *testing.T) {
 		}
 	}
 }
+
+// TestLevelCompactChoosesBySample: level 3 for the photo, 7 for the flat
+// image, and each file is what that level alone writes.
+func TestLevelCompactChoosesBySample(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		p    *Pixels
+		want Level
+	}{
+		{"photo", photoLike(512, 512, 3, 9), 3},
+		{"flat", flatImage(512, 512), 7},
+	} {
+		st := &pngState{}
+		src, err := rowsOf("png", tc.p, pngMaxSide)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := st.chooseCompact(src); got != int(tc.want) {
+			t.Errorf("%s: chose level %d, want %d", tc.name, got, tc.want)
+		}
+		var compact, fixed bytes.Buffer
+		if err := mustEncoder(t, "png", EncoderOptions{Level: LevelCompact}).Encode(&compact, tc.p); err != nil {
+			t.Fatal(err)
+		}
+		if err := mustEncoder(t, "png", EncoderOptions{Level: tc.want}).Encode(&fixed, tc.p); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(compact.Bytes(), fixed.Bytes()) {
+			t.Errorf("%s: LevelCompact wrote %d bytes, level %d alone %d", tc.name, compact.Len(), tc.want, fixed.Len())
+		}
+		m, err := png.Decode(&compact)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := diffPixels(tc.p, m); d != "" {
+			t.Errorf("%s: %s", tc.name, d)
+		}
+	}
+}

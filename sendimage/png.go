@@ -39,6 +39,8 @@ func (l Level) flateLevel() int {
 		return flate.NoCompression
 	case LevelHuffmanOnly:
 		return flate.HuffmanOnly
+	case LevelCompact:
+		return levelAutoCompact
 	}
 	return int(l)
 }
@@ -74,8 +76,8 @@ type pngEncoder struct {
 }
 
 func newPNGEncoder(opts EncoderOptions) (Encoder, error) {
-	if opts.Level < LevelHuffmanOnly || opts.Level > LevelBest {
-		return nil, &OptionError{Owner: "png", Option: "Level", Value: opts.Level, Reason: "want -2 (Huffman only), -1 (none), 0 (default) or 1..9"}
+	if opts.Level < LevelCompact || opts.Level > LevelBest {
+		return nil, &OptionError{Owner: "png", Option: "Level", Value: opts.Level, Reason: "want -3 (compact), -2 (Huffman only), -1 (none), 0 (default) or 1..9"}
 	}
 	if opts.Workers < 0 {
 		return nil, &OptionError{Owner: "png", Option: "Workers", Value: opts.Workers, Reason: "want 0 (GOMAXPROCS) or more"}
@@ -177,8 +179,11 @@ func (e *pngEncoder) encodeRowsText(w io.Writer, r *rows, text [][]byte) error {
 	}
 
 	level := e.level
-	if level == levelAuto {
+	switch level {
+	case levelAuto:
 		level = st.chooseLevel(r)
+	case levelAutoCompact:
+		level = st.chooseCompact(r)
 	}
 	zh := zlibHeader(level)
 	st.idat.Write(zh[:])
@@ -306,6 +311,17 @@ const (
 // chooseLevel compresses a sample of r's filtered rows at flate level 1 and
 // Huffman-only and returns the level that made the smaller output.
 func (st *pngState) chooseLevel(r *rows) int {
+	sample := st.sample(r)
+	fast := probeSize(flate.BestSpeed, sample)
+	huff := probeSize(flate.HuffmanOnly, sample)
+	if huff < fast {
+		return flate.HuffmanOnly
+	}
+	return flate.BestSpeed
+}
+
+// sample returns probeWindows runs of r's filtered rows, in st's buffer.
+func (st *pngState) sample(r *rows) []byte {
 	rowLen := 1 + r.w*r.c
 	perWindow := max(1, min(probeBytes, r.h*rowLen/(8*probeWindows))/rowLen)
 	if perWindow*probeWindows >= r.h {
@@ -323,12 +339,7 @@ func (st *pngState) chooseLevel(r *rows) int {
 			filterUp(sample[n:], r, y)
 		}
 	}
-	fast := probeSize(flate.BestSpeed, sample)
-	huff := probeSize(flate.HuffmanOnly, sample)
-	if huff < fast {
-		return flate.HuffmanOnly
-	}
-	return flate.BestSpeed
+	return sample
 }
 
 // countWriter counts the bytes written to it.
@@ -341,6 +352,7 @@ func (c *countWriter) Write(p []byte) (int, error) { *c += countWriter(len(p)); 
 var probeWriters = map[int]*sync.Pool{
 	flate.BestSpeed:   {New: func() any { w, _ := flate.NewWriter(nil, flate.BestSpeed); return w }},
 	flate.HuffmanOnly: {New: func() any { w, _ := flate.NewWriter(nil, flate.HuffmanOnly); return w }},
+	compactLevel:      {New: func() any { w, _ := flate.NewWriter(nil, compactLevel); return w }},
 }
 
 // probeSize is the compressed size of b at flate level.
