@@ -6,7 +6,7 @@ import (
 	"errors"
 	"strconv"
 
-	"github.com/gorilla/websocket"
+	"github.com/nodecast/nodecast/host/stream"
 	"github.com/nodecast/nodecast/protocol"
 )
 
@@ -241,32 +241,10 @@ func (h *Hub) commitImage(img *pendingImage) error {
 		}
 	}
 
+	f := framer{limit: h.limit(), first: &img.first, parts: parts}
 	h.commitMu.Lock()
 	defer h.commitMu.Unlock()
-	targets := h.targets(img.clientID)
-	shapes := make([]shape, len(targets))
-	var need [numShapes]bool
-	for i, c := range targets {
-		c.mu.Lock()
-		shapes[i] = shapeFor(c.parts, &img.first)
-		c.mu.Unlock()
-		need[shapes[i]] = true
-	}
-	f := framer{limit: h.opts.MessageLimit, first: &img.first, parts: parts}
-	var batches [numShapes]*batch
-	for s := range numShapes {
-		if need[s] {
-			b, err := f.frame(s)
-			if err != nil {
-				return err
-			}
-			batches[s] = b
-		}
-	}
-	for i, c := range targets {
-		c.enqueue(batches[shapes[i]])
-	}
-	return nil
+	return h.deliverLocked(img.clientID, func(parts bool) shape { return shapeFor(parts, &img.first) }, f.frame)
 }
 
 // shapeFor picks how a client receives an image.
@@ -296,48 +274,68 @@ func (f *framer) frame(s shape) (*batch, error) {
 	switch s {
 	case shapeWhole:
 		format, _ := protocol.ImageFormatFor(f.first.MIME)
-		buf := protocol.AppendImageFrame(make([]byte, 0, 8+f.first.Size), format, nil)
-		for _, p := range f.parts {
-			buf = append(buf, p.Data...)
-		}
-		f.whole = buf[8:]
-		return &batch{frames: []frame{{kind: websocket.BinaryMessage, data: buf}}, size: int64(len(buf))}, nil
+		head := protocol.AppendImageFrame(make([]byte, 0, 8), format, nil)
+		m := stream.Message{Binary: true, Head: head, Body: f.wholeBytes()}
+		return &batch{frames: []stream.Message{m}, size: int64(m.Len())}, nil
 	case shapePART:
-		if b, over, err := f.frameParts(f.parts, websocket.BinaryMessage, appendPART); over == 0 || err != nil {
+		if b, over, err := f.frameParts(f.parts, appendPART); over == 0 || err != nil {
 			return b, err
 		}
-		return f.resplit(websocket.BinaryMessage, appendPART)
+		return f.resplit(true, appendPART)
 	default:
-		if b, over, err := f.frameParts(f.parts, websocket.TextMessage, appendBase64); over == 0 || err != nil {
+		if b, over, err := f.frameParts(f.parts, appendBase64); over == 0 || err != nil {
 			return b, err
 		}
-		return f.resplit(websocket.TextMessage, appendBase64)
+		return f.resplit(false, appendBase64)
 	}
 }
 
-type appendFunc func(p *protocol.ImagePart) ([]byte, error)
-
-func appendPART(p *protocol.ImagePart) ([]byte, error) {
-	return protocol.AppendPartFrame(make([]byte, 0, 8+512+len(p.Data)), &p.PartHeader, p.Data)
+// wholeBytes returns the image's bytes, joined once (or the only part's).
+func (f *framer) wholeBytes() []byte {
+	if f.whole == nil {
+		if len(f.parts) == 1 {
+			f.whole = f.parts[0].Data
+		} else {
+			w := make([]byte, 0, f.first.Size)
+			for _, p := range f.parts {
+				w = append(w, p.Data...)
+			}
+			f.whole = w
+		}
+	}
+	return f.whole
 }
 
-func appendBase64(p *protocol.ImagePart) ([]byte, error) { return protocol.MarshalB64Part(p) }
+// appendFunc frames one part as a message.
+type appendFunc func(p *protocol.ImagePart) (stream.Message, error)
+
+// appendPART frames a PART message: the header as Head, the part's bytes,
+// shared and not copied, as Body.
+func appendPART(p *protocol.ImagePart) (stream.Message, error) {
+	head, err := protocol.AppendPartFrame(make([]byte, 0, 8+512), &p.PartHeader, nil)
+	return stream.Message{Binary: true, Head: head, Body: p.Data}, err
+}
+
+func appendBase64(p *protocol.ImagePart) (stream.Message, error) {
+	b, err := protocol.MarshalB64Part(p)
+	return stream.Message{Body: b}, err
+}
 
 // frameParts frames each part. over is the size of the first message that is
 // not smaller than the limit (0 when all fit); the image must then be split
 // again.
-func (f *framer) frameParts(parts []*protocol.ImagePart, kind int, appendMsg appendFunc) (b *batch, over int, err error) {
-	b = &batch{frames: make([]frame, 0, len(parts))}
+func (f *framer) frameParts(parts []*protocol.ImagePart, appendMsg appendFunc) (b *batch, over int, err error) {
+	b = &batch{frames: make([]stream.Message, 0, len(parts))}
 	for _, p := range parts {
 		msg, err := appendMsg(p)
 		if err != nil {
 			return nil, 0, err
 		}
-		if len(msg) >= f.limit {
-			return nil, len(msg), nil
+		if msg.Len() >= f.limit {
+			return nil, msg.Len(), nil
 		}
-		b.frames = append(b.frames, frame{kind: kind, data: msg})
-		b.size += int64(len(msg))
+		b.frames = append(b.frames, msg)
+		b.size += int64(msg.Len())
 	}
 	return b, 0, nil
 }
@@ -345,14 +343,8 @@ func (f *framer) frameParts(parts []*protocol.ImagePart, kind int, appendMsg app
 // resplit cuts the whole image into parts whose messages fit the limit. The
 // sender's parts did not (a part sized for PART frames grows by a third as
 // base64), so clients of this shape see more, smaller parts.
-func (f *framer) resplit(kind int, appendMsg appendFunc) (*batch, error) {
-	if f.whole == nil {
-		w := make([]byte, 0, f.first.Size)
-		for _, p := range f.parts {
-			w = append(w, p.Data...)
-		}
-		f.whole = w
-	}
+func (f *framer) resplit(binary bool, appendMsg appendFunc) (*batch, error) {
+	f.wholeBytes()
 	// Measure the message around an empty payload, with every number at its
 	// widest, to learn how many payload bytes fit.
 	probe := *f.first
@@ -361,13 +353,13 @@ func (f *framer) resplit(kind int, appendMsg appendFunc) (*batch, error) {
 	if err != nil {
 		return nil, err
 	}
-	room := f.limit - 1 - len(empty)
-	if kind == websocket.TextMessage {
+	room := f.limit - 1 - empty.Len()
+	if !binary {
 		room = room / 4 * 3 // base64: 4 characters per 3 bytes
 	}
 	if room < 1 {
 		return nil, &PartError{ImageID: f.first.ImageID, Reason: "message limit " + strconv.Itoa(f.limit) +
-			" leaves no room for part data after a " + strconv.Itoa(len(empty)) + "-byte header"}
+			" leaves no room for part data after a " + strconv.Itoa(empty.Len()) + "-byte header"}
 	}
 	size := len(f.whole)
 	n := max(1, (size+room-1)/room)
@@ -378,7 +370,7 @@ func (f *framer) resplit(kind int, appendMsg appendFunc) (*batch, error) {
 		p.Part, p.Parts, p.Offset, p.Data = i, n, int64(lo), f.whole[lo:hi]
 		parts[i] = &p
 	}
-	b, over, err := f.frameParts(parts, kind, appendMsg)
+	b, over, err := f.frameParts(parts, appendMsg)
 	if err != nil {
 		return nil, err
 	}
