@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/nodecast/nodecast/host/stream"
 	"github.com/nodecast/nodecast/protocol"
 )
 
@@ -265,9 +266,12 @@ func noisePNG(side int, seed uint64) []byte {
 	return b.Bytes()
 }
 
-// heapSampler records the peak of live heap objects.
+// heapSampler records the peak of live heap objects, and of the memory the
+// window references.
 type heapSampler struct {
-	peak atomic.Uint64
+	peak       atomic.Uint64
+	window     *stream.Memory
+	peakWindow atomic.Int64
 	stop chan struct{}
 	done chan struct{}
 }
@@ -278,8 +282,8 @@ func heapBytes() uint64 {
 	return s[0].Value.Uint64()
 }
 
-func sampleHeap(every time.Duration) *heapSampler {
-	hs := &heapSampler{stop: make(chan struct{}), done: make(chan struct{})}
+func sampleHeap(every time.Duration, window *stream.Memory) *heapSampler {
+	hs := &heapSampler{stop: make(chan struct{}), done: make(chan struct{}), window: window}
 	go func() {
 		defer close(hs.done)
 		t := time.NewTicker(every)
@@ -287,6 +291,9 @@ func sampleHeap(every time.Duration) *heapSampler {
 		for {
 			if v := heapBytes(); v > hs.peak.Load() {
 				hs.peak.Store(v)
+			}
+			if heads, bodies := hs.window.Footprint(); heads+bodies > hs.peakWindow.Load() {
+				hs.peakWindow.Store(heads + bodies)
 			}
 			select {
 			case <-hs.stop:
@@ -343,7 +350,7 @@ func TestChaosResume(t *testing.T) {
 	}
 
 	base := heapBytes()
-	hs := sampleHeap(20 * time.Millisecond)
+	hs := sampleHeap(20*time.Millisecond, h.window.(*stream.Memory))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
 	var fired atomic.Int64
@@ -458,8 +465,8 @@ func TestChaosResume(t *testing.T) {
 	s := h.Stats()
 	t.Logf("chaos seed %d: %d clients, %d images of %d bytes (%d PART frames each), %d drops done (%d scheduled: %d closed at once, %d cut after a random number of bytes, i.e. inside a frame; %d followed by a pause), %d dials, %d resumes recovered, %d not; every client got every image once, byte-identical, in order, seq without holes; %v",
 		seed, cfg.clients, len(want), len(sources[0]), parts, fired.Load(), drops.Load(), drops.Load()-cuts.Load(), cuts.Load(), pauses.Load(), dials, recovered, s.ResumeFailed, elapsed.Round(time.Millisecond))
-	t.Logf("window: peak %d bytes accounted (shared bodies counted once per client), %d trimmed for bytes, %d for age, %d globally; live heap peak %d MiB over a %d MiB baseline",
-		s.Window.PeakBytes, s.Window.TrimmedBytes, s.Window.TrimmedAge, s.Window.TrimmedGlobal, (peak-min(peak, base))>>20, base>>20)
+	t.Logf("window: peak %.1f MiB referenced (each shared body once, sampled every 20 ms), peak %.1f MiB accounted (a body counted once per client holding it), %d entries trimmed for bytes, %d for age, %d globally; live heap of the whole test (host and its %d clients' reassembly) peaked %d MiB over a %d MiB baseline",
+		float64(hs.peakWindow.Load())/(1<<20), float64(s.Window.PeakBytes)/(1<<20), s.Window.TrimmedBytes, s.Window.TrimmedAge, s.Window.TrimmedGlobal, cfg.clients, (peak-min(peak, base))>>20, base>>20)
 	if s.ResumeFailed != 0 || recovered == 0 || fired.Load() < int64(cfg.drops) {
 		t.Errorf("resumes failed %d, recovered %d, drops %d", s.ResumeFailed, recovered, fired.Load())
 	}

@@ -204,3 +204,22 @@ func (m *Memory) Stats() Stats {
 	}
 	return s
 }
+
+// Footprint is the memory the log's entries reference: every Head, and every
+// Body once however many logs share it (Stats.Bytes counts a shared body in
+// every log). It walks every entry: for tests and occasional reports.
+func (m *Memory) Footprint() (heads, bodies int64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	seen := make(map[*byte]bool)
+	for _, l := range m.logs {
+		for _, e := range l.entries {
+			heads += int64(len(e.Head))
+			if len(e.Body) > 0 && !seen[&e.Body[0]] {
+				seen[&e.Body[0]] = true
+				bodies += int64(len(e.Body))
+			}
+		}
+	}
+	return heads, bodies
+}
