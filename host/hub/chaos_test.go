@@ -272,8 +272,8 @@ type heapSampler struct {
 	peak       atomic.Uint64
 	window     *stream.Memory
 	peakWindow atomic.Int64
-	stop chan struct{}
-	done chan struct{}
+	stop       chan struct{}
+	done       chan struct{}
 }
 
 func heapBytes() uint64 {
