@@ -18,9 +18,15 @@
 // client that falls behind by more than Options.QueueBytes is evicted with
 // close code 1008 and never makes the producer or other clients wait.
 //
-// Broadcaster is the interface the executor codes against, so the in-memory
-// Hub can later be replaced by a NATS-backed one.
+// Every message for a clientId goes through that client's session: a
+// socket that reconnects with the clientId takes it over (the old one is
+// closed with 4001), what is addressed to it while away is held, and a
+// client that negotiated supports_resume gets a seq on every message and
+// can resume after a drop from the replay window (a stream.Log, in memory
+// today, NATS JetStream later). See session.go.
 //
-// hub imports protocol and gorilla/websocket only; it must never import
+// The executor codes against executor.Broadcaster, which *Hub satisfies.
+//
+// hub imports protocol, host/stream and gorilla/websocket only; it must never import
 // plugins or sendimage (nodes reach it through the executor, not directly).
 package hub

@@ -14,19 +14,9 @@ import (
 	"github.com/nodecast/nodecast/protocol"
 )
 
-// Broadcaster is what the executor needs from a hub. *Hub is the in-memory
-// implementation; a NATS-backed one can replace it without touching callers.
-type Broadcaster interface {
-	// SendJSON sends {"type":typ,"data":data} to clientID ("" = every client).
-	SendJSON(clientID, typ string, data any)
-	// Publish hands over one part of an encoded image for clientID ("" = every
-	// client); the image is delivered when its last part arrives.
-	Publish(clientID string, p *protocol.ImagePart) error
-	// AbortImages drops the incomplete images of a prompt that failed.
-	AbortImages(promptID string)
-}
-
-var _ Broadcaster = (*Hub)(nil)
+// The executor codes against its own Broadcaster interface
+// (executor.Broadcaster: SendJSON, Publish, AbortImages), which *Hub
+// satisfies; there is no second copy of it here.
 
 // Options configures a Hub. The zero value works: every field's default is
 // written on it.
@@ -194,8 +184,7 @@ type Hub struct {
 	executing    map[string][]byte   // clientId ("" = broadcast) -> last "executing" with a node
 	pending      map[string]*pendingImage
 	pendingBytes int64
-	dropped      map[string]string // image id -> prompt id of images dropped for errors
-	droppedOrder []string          // oldest first, to bound dropped
+	dropped      protocol.FinishedImages // images dropped for errors, so their later parts are refused
 	writers      sync.WaitGroup
 	stopJanitor  chan struct{}
 	janitorDone  chan struct{}
@@ -214,7 +203,6 @@ func New(opts Options) *Hub {
 		sessions:    make(map[string]*session),
 		executing:   make(map[string][]byte),
 		pending:     make(map[string]*pendingImage),
-		dropped:     make(map[string]string),
 		stopJanitor: make(chan struct{}),
 		janitorDone: make(chan struct{}),
 	}

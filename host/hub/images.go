@@ -14,9 +14,6 @@ import (
 // header cannot make the hub track millions of tiny parts.
 const maxPartsPerImage = 1 << 16
 
-// maxDropped bounds how many dropped image ids are remembered.
-const maxDropped = 4096
-
 // pendingImage holds the parts of an image until the last one arrives.
 type pendingImage struct {
 	clientID string
@@ -64,7 +61,7 @@ func (h *Hub) Publish(clientID string, p *protocol.ImagePart) error {
 		h.mu.Unlock()
 		return ErrClosed
 	}
-	if _, ok := h.dropped[p.ImageID]; ok {
+	if dropped, _ := h.dropped.Lookup(protocol.ImageKey{PromptID: p.PromptID, ImageID: p.ImageID}); dropped {
 		h.mu.Unlock()
 		return &PartError{ImageID: p.ImageID, Part: p.Part, Reason: "the image was dropped after an earlier error"}
 	}
@@ -128,11 +125,7 @@ func (h *Hub) AbortImages(promptID string) {
 			h.droppedImages.Add(1)
 		}
 	}
-	for id, pid := range h.dropped {
-		if pid == promptID {
-			delete(h.dropped, id)
-		}
-	}
+	h.dropped.ForgetPrompt(promptID)
 }
 
 // dropLocked discards img (nil when it is not pending) and remembers p's
@@ -143,14 +136,7 @@ func (h *Hub) dropLocked(img *pendingImage, p *protocol.ImagePart) {
 		h.pendingBytes -= img.held
 	}
 	h.droppedImages.Add(1)
-	if _, ok := h.dropped[p.ImageID]; !ok {
-		h.dropped[p.ImageID] = p.PromptID
-		h.droppedOrder = append(h.droppedOrder, p.ImageID)
-	}
-	for len(h.droppedOrder) > maxDropped {
-		delete(h.dropped, h.droppedOrder[0])
-		h.droppedOrder = h.droppedOrder[1:]
-	}
+	h.dropped.Mark(protocol.ImageKey{PromptID: p.PromptID, ImageID: p.ImageID}, true)
 	h.log.Debug("hub: image dropped", "image", p.ImageID, "prompt", p.PromptID)
 }
 
@@ -158,24 +144,18 @@ func (h *Hub) dropLocked(img *pendingImage, p *protocol.ImagePart) {
 // makes (protocol's), then what the hub needs besides.
 func checkPart(p *protocol.ImagePart) error {
 	bad := func(reason string) error { return &PartError{ImageID: p.ImageID, Part: p.Part, Reason: reason} }
-	n := int64(len(p.Data))
 	if p.Parts > maxPartsPerImage {
 		return &protocol.LimitError{What: "image parts", Value: int64(p.Parts), Limit: maxPartsPerImage}
 	}
-	if err := p.PartHeader.Check(len(p.Data)); err != nil {
+	if err := p.PartHeader.CheckPart(len(p.Data)); err != nil {
 		var fe *protocol.FrameError
 		if errors.As(err, &fe) {
 			return bad(fe.Reason)
 		}
 		return bad(err.Error())
 	}
-	switch {
-	case len(p.ImageID) > 256:
+	if len(p.ImageID) > 256 {
 		return bad("image_id longer than 256 bytes")
-	case int64(p.Parts) > max(p.Size, 1):
-		return bad("parts " + strconv.Itoa(p.Parts) + " is more than the image's " + strconv.FormatInt(p.Size, 10) + " bytes")
-	case n == 0 && p.Size > 0:
-		return bad("empty part of a non-empty image")
 	}
 	switch p.Wire {
 	case "", protocol.WireComfy, protocol.WireB64Parts, protocol.WireParts:
@@ -188,24 +168,18 @@ func checkPart(p *protocol.ImagePart) error {
 	return nil
 }
 
-// mismatch says how p disagrees with the image's first part, or "".
+// mismatch says how p disagrees with the image's first part, or "": the
+// header fields every receiver compares (protocol's), then what only the
+// hub knows (the client, the node label and the wire).
 func (img *pendingImage) mismatch(clientID string, p *protocol.ImagePart) string {
 	f := &img.first
 	switch {
 	case clientID != img.clientID:
 		return "client " + strconv.Quote(clientID) + " differs from " + strconv.Quote(img.clientID)
-	case p.Parts != f.Parts:
-		return "parts " + strconv.Itoa(p.Parts) + " differs from " + strconv.Itoa(f.Parts)
-	case p.Size != f.Size:
-		return "size " + strconv.FormatInt(p.Size, 10) + " differs from " + strconv.FormatInt(f.Size, 10)
-	case p.SHA256 != f.SHA256:
-		return "sha256 differs from the other parts'"
-	case p.MIME != f.MIME:
-		return "mime " + strconv.Quote(p.MIME) + " differs from " + strconv.Quote(f.MIME)
-	case p.Event != f.Event || p.PromptID != f.PromptID || p.Node != f.Node || p.Label != f.Label:
-		return "event, prompt, node or label differs from the other parts'"
-	case p.Index != f.Index || p.Batch != f.Batch:
-		return "index or batch differs from the other parts'"
+	case p.Mismatch(&f.PartHeader) != "":
+		return p.Mismatch(&f.PartHeader)
+	case p.Label != f.Label:
+		return "nodelabel " + strconv.Quote(p.Label) + " differs from " + strconv.Quote(f.Label)
 	case p.Wire != f.Wire:
 		return "wire " + strconv.Quote(string(p.Wire)) + " differs from " + strconv.Quote(string(f.Wire))
 	}
