@@ -85,7 +85,7 @@ type SessionOptions struct {
 	HeldBytes    int64         // per clientId, default 64 MiB
 	WindowAge    time.Duration // default 5 min; also how long a detached resume session is kept
 	WindowBytes  int64         // per clientId, default 64 MiB
-	WindowGlobal int64         // over every client, default 1 GiB (held messages have their own cap of the same size)
+	WindowGlobal int64         // memory of every window together, a shared image counted once; default 1 GiB (held messages have their own cap of the same size)
 	// Log is the resume window's store; nil = an in-memory stream.Memory
 	// with the bounds above.
 	Log stream.Log

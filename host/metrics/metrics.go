@@ -90,13 +90,13 @@ var (
 	sessionsHeldDelivered = prometheus.NewDesc("nodecast_sessions_held_delivered_total",
 		"Held messages delivered to plain clients that reconnected.", nil, nil)
 	windowBytes = prometheus.NewDesc("nodecast_sessions_window_bytes",
-		"Bytes in the resume window (a message shared by several clients counts once per client).", nil, nil)
+		"Memory held by the resume window (an image sent to several clients counts once).", nil, nil)
 	windowTrimmed = prometheus.NewDesc("nodecast_sessions_window_trimmed_total",
 		"Window entries trimmed, by cause: bytes (a client's bound), age, global.", []string{"cause"}, nil)
 	windowOverflows = prometheus.NewDesc("nodecast_sessions_window_overflows_total",
 		"Times a client's window lost entries to a byte bound.", nil, nil)
 	heldBytes = prometheus.NewDesc("nodecast_sessions_held_bytes",
-		"Bytes held for plain clients that are away.", nil, nil)
+		"Memory held for plain clients that are away (a message held for several counts once).", nil, nil)
 )
 
 // Collector is a prometheus.Collector reading a host's live state.
@@ -162,12 +162,12 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		counter(sessionsResumes, s.Resumed, "recovered")
 		counter(sessionsResumes, s.ResumeFailed, "failed")
 		counter(sessionsHeldDelivered, s.HeldDelivered)
-		gauge(windowBytes, float64(s.Window.Bytes))
+		gauge(windowBytes, float64(s.Window.UniqueBytes))
 		counter(windowTrimmed, s.Window.TrimmedBytes, "bytes")
 		counter(windowTrimmed, s.Window.TrimmedAge, "age")
 		counter(windowTrimmed, s.Window.TrimmedGlobal, "global")
 		counter(windowOverflows, s.Window.OverflowedLogs)
-		gauge(heldBytes, float64(s.Held.Bytes))
+		gauge(heldBytes, float64(s.Held.UniqueBytes))
 	}
 	if c.src.Executor != nil {
 		gauge(queueRemaining, float64(c.src.Executor.QueueRemaining()))

@@ -20,10 +20,19 @@ type MemoryOptions struct {
 type Memory struct {
 	opts MemoryOptions
 
-	mu    sync.Mutex
-	logs  map[string]*memLog
-	bytes int64
-	stats Stats
+	mu     sync.Mutex
+	logs   map[string]*memLog
+	bytes  int64             // every entry's Len, a shared body once per log
+	unique int64             // heads, and each shared body once: the memory held
+	refs   map[bodyKey]int32 // how many entries hold each body
+	stats  Stats
+}
+
+// bodyKey identifies a body by its bytes' address and length, so that a
+// body shared by many logs is counted once against the global bound.
+type bodyKey struct {
+	p *byte
+	n int
 }
 
 type memLog struct {
@@ -40,7 +49,7 @@ func NewMemory(opts MemoryOptions) *Memory {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Memory{opts: opts, logs: make(map[string]*memLog)}
+	return &Memory{opts: opts, logs: make(map[string]*memLog), refs: make(map[bodyKey]int32)}
 }
 
 func newEpoch() string {
@@ -88,9 +97,11 @@ func (m *Memory) Append(clientID string, entries []Entry) error {
 		l.entries = append(l.entries, e)
 		l.bytes += n
 		m.bytes += n
+		m.ref(e.Message, 1)
 	}
 	l.last += uint64(len(entries))
 	m.stats.PeakBytes = max(m.stats.PeakBytes, m.bytes)
+	m.stats.PeakUniqueBytes = max(m.stats.PeakUniqueBytes, m.unique)
 	m.trimLocked(l, now)
 	return nil
 }
@@ -105,9 +116,9 @@ func (m *Memory) trimLocked(l *memLog, now time.Time) {
 		}
 	}
 	m.expireLocked(l, now)
-	if m.opts.GlobalBytes > 0 && m.bytes > m.opts.GlobalBytes {
+	if m.opts.GlobalBytes > 0 && m.unique > m.opts.GlobalBytes {
 		m.stats.OverflowedLogs++
-		for m.bytes > m.opts.GlobalBytes {
+		for m.unique > m.opts.GlobalBytes {
 			// The log whose oldest entry is oldest loses it: with many
 			// clients this scan is short next to the bytes it frees.
 			var oldest *memLog
@@ -136,8 +147,29 @@ func (m *Memory) expireLocked(l *memLog, now time.Time) {
 	}
 }
 
+// ref counts msg's memory in (d = 1) or out (d = -1).
+func (m *Memory) ref(msg Message, d int32) {
+	m.unique += int64(d) * int64(len(msg.Head))
+	if len(msg.Body) == 0 {
+		return
+	}
+	k := bodyKey{&msg.Body[0], len(msg.Body)}
+	r := m.refs[k] + d
+	switch {
+	case r == 0:
+		delete(m.refs, k)
+		m.unique -= int64(len(msg.Body))
+	case r == 1 && d > 0:
+		m.refs[k] = r
+		m.unique += int64(len(msg.Body))
+	default:
+		m.refs[k] = r
+	}
+}
+
 func (m *Memory) popLocked(l *memLog) {
 	n := int64(l.entries[0].Len())
+	m.ref(l.entries[0].Message, -1)
 	l.entries[0] = Entry{}
 	l.entries = l.entries[1:]
 	if len(l.entries) == 0 {
@@ -187,6 +219,9 @@ func (m *Memory) Delete(clientID string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if l := m.logs[clientID]; l != nil {
+		for _, e := range l.entries {
+			m.ref(e.Message, -1)
+		}
 		m.bytes -= l.bytes
 		delete(m.logs, clientID)
 	}
@@ -199,24 +234,26 @@ func (m *Memory) Stats() Stats {
 	s := m.stats
 	s.Logs = len(m.logs)
 	s.Bytes = m.bytes
+	s.UniqueBytes = m.unique
 	for _, l := range m.logs {
 		s.Entries += len(l.entries)
 	}
 	return s
 }
 
-// Footprint is the memory the log's entries reference: every Head, and every
-// Body once however many logs share it (Stats.Bytes counts a shared body in
-// every log). It walks every entry: for tests and occasional reports.
+// Footprint is the memory the log's entries reference, recounted by
+// walking every entry: every Head, and every Body once however many logs
+// share it. Stats.UniqueBytes is the same figure kept up to date; this is
+// the check of it, for tests.
 func (m *Memory) Footprint() (heads, bodies int64) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	seen := make(map[*byte]bool)
+	seen := make(map[bodyKey]bool)
 	for _, l := range m.logs {
 		for _, e := range l.entries {
 			heads += int64(len(e.Head))
-			if len(e.Body) > 0 && !seen[&e.Body[0]] {
-				seen[&e.Body[0]] = true
+			if len(e.Body) > 0 && !seen[bodyKey{&e.Body[0], len(e.Body)}] {
+				seen[bodyKey{&e.Body[0], len(e.Body)}] = true
 				bodies += int64(len(e.Body))
 			}
 		}

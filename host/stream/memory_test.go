@@ -16,7 +16,7 @@ func msgs(first uint64, n, size int, body []byte) []Entry {
 
 func TestMemoryLog(t *testing.T) {
 	now := time.Unix(1000, 0)
-	m := NewMemory(MemoryOptions{MaxBytes: 100, MaxAge: time.Minute, GlobalBytes: 150, Now: func() time.Time { return now }})
+	m := NewMemory(MemoryOptions{MaxBytes: 100, MaxAge: time.Minute, GlobalBytes: 110, Now: func() time.Time { return now }})
 	body := make([]byte, 64)
 	epoch, last := m.Open("a")
 	if epoch == "" || last != 0 {
@@ -54,13 +54,23 @@ func TestMemoryLog(t *testing.T) {
 		t.Fatalf("stats %+v", s)
 	}
 
-	// Global: a second log pushes the total over 150; the oldest entries go.
-	now = now.Add(time.Second)
-	m.Append("b", msgs(1, 6, 10, body))
-	if s := m.Stats(); s.Bytes > 150 || s.TrimmedGlobal == 0 {
-		t.Fatalf("global bound: %+v", s)
+	// Global: it counts memory, so "a"'s ten entries sharing one body hold
+	// 10 heads + 9 bytes. A second log of five 20-byte entries with bodies
+	// of their own pushes the memory to 119, over 110: the oldest entries
+	// go, each freeing its head, until 110 are held.
+	if s := m.Stats(); s.UniqueBytes != 19 {
+		t.Fatalf("memory of shared bodies: %+v, want 19", s)
 	}
-	if got, err := m.Read("b", mustEpoch(m, "b"), 0); err != nil || len(got) != 6 {
+	now = now.Add(time.Second)
+	own := make([]Entry, 5)
+	for i := range own {
+		own[i] = Entry{Seq: uint64(i + 1), Message: Message{Head: []byte{1}, Body: make([]byte, 19)}}
+	}
+	m.Append("b", own)
+	if s := m.Stats(); s.UniqueBytes != 110 || s.TrimmedGlobal != 9 || s.Bytes != 110 {
+		t.Fatalf("global bound: %+v, want 110 bytes held after trimming 9 of a's entries", s)
+	}
+	if got, err := m.Read("b", mustEpoch(m, "b"), 0); err != nil || len(got) != 5 {
 		t.Fatalf("the newer log kept everything: %v %v", len(got), err)
 	}
 
@@ -85,6 +95,14 @@ func TestMemoryLog(t *testing.T) {
 	m.Append("d", msgs(1, 2, 10, body))
 	if heads, bodies := m.Footprint(); heads != 4 || bodies != 9 {
 		t.Fatalf("footprint: heads %d bodies %d, want 4 and one shared body of 9", heads, bodies)
+	}
+	if s := m.Stats(); s.UniqueBytes != 13 || s.Bytes != 40 {
+		t.Fatalf("stats %+v, want 13 bytes held for 40 accounted", s)
+	}
+	m.Delete("c")
+	m.Delete("d")
+	if s := m.Stats(); s.UniqueBytes != 0 || s.Bytes != 0 {
+		t.Fatalf("after Delete: %+v", s)
 	}
 }
 

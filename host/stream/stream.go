@@ -35,7 +35,9 @@ type Log interface {
 	Open(clientID string) (epoch string, last uint64)
 	// Append adds entries to clientID's log. Their Seq must continue the log
 	// (last+1, +1 each) or a *SeqError is returned and nothing is added.
-	// Entries older than the bounds are trimmed after the append.
+	// Entries older than the bounds are trimmed after the append: per log
+	// by bytes and age, over all logs by the memory held (a body shared by
+	// several logs counts once).
 	Append(clientID string, entries []Entry) error
 	// Read returns the entries after seq `after`, in order. A log with
 	// another epoch gives *EpochError; a log that no longer holds after+1
@@ -54,14 +56,16 @@ type Log interface {
 
 // Stats are a Log's counters.
 type Stats struct {
-	Logs           int    // client logs held
-	Entries        int    // entries held
-	Bytes          int64  // bytes held (Head+Body, counted in every log holding them)
-	PeakBytes      int64  // the largest Bytes seen
-	TrimmedBytes   uint64 // entries trimmed because a log was over its byte bound
-	TrimmedAge     uint64 // entries trimmed because they were older than the age bound
-	TrimmedGlobal  uint64 // entries trimmed because all logs were over the global bound
-	OverflowedLogs uint64 // times a log lost an entry to a byte bound (its client may no longer resume)
+	Logs            int    // client logs held
+	Entries         int    // entries held
+	Bytes           int64  // bytes of the entries, a body shared by several logs counted in each (what replays would send)
+	UniqueBytes     int64  // memory held: heads, and each shared body once (what the global bound counts)
+	PeakBytes       int64  // the largest Bytes seen
+	PeakUniqueBytes int64  // the largest UniqueBytes seen
+	TrimmedBytes    uint64 // entries trimmed because a log was over its byte bound
+	TrimmedAge      uint64 // entries trimmed because they were older than the age bound
+	TrimmedGlobal   uint64 // entries trimmed because all logs together were over the global bound
+	OverflowedLogs  uint64 // times a byte bound trimmed entries (their clients may no longer resume)
 }
 
 // ErrLog is what every error of this package wraps.
