@@ -45,6 +45,7 @@ const (
 	ResumeEpochChanged = "epoch changed"    // the server's stream is another one (restart, expiry)
 	ResumeTooOld       = "seq too old"      // the window no longer holds the next message
 	ResumeAhead        = "seq ahead"        // the client names a seq the server never sent
+	ResumeTooLarge     = "replay too large" // what follows seq is more than the client's queue may hold
 )
 
 // SeqField is the top-level key of a JSON message's seq.

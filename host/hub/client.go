@@ -39,10 +39,12 @@ type client struct {
 
 	mu        sync.Mutex
 	queue     []stream.Message
-	queued    int64 // bytes in queue, including the frame being written
-	gone      bool  // reader ended or write failed: nothing more is sent
-	evicted   bool  // queue dropped; send closeCode now
-	closeCode int   // close frame to send once the queue is written (0: none)
+	queued    int64  // bytes in queue, including the frame being written
+	gone      bool   // reader ended or write failed: nothing more is sent
+	writing   bool   // the writer is writing queue[0]
+	status    []byte // the status message this connection got first
+	evicted   bool   // queue dropped; send closeCode now
+	closeCode int    // close frame to send once the queue is written (0: none)
 	closeText string
 	closeBy   time.Time // deadline for writes after Close
 }
@@ -153,15 +155,18 @@ func (c *client) drain(ping <-chan time.Time) bool {
 		f := c.queue[0]
 		timeout := c.hub.writeTimeout(f.Len())
 		deadline := time.Now().Add(timeout)
-		if !c.closeBy.IsZero() && c.closeBy.Before(deadline) {
+		closing := !c.closeBy.IsZero()
+		if closing && c.closeBy.Before(deadline) {
 			deadline = c.closeBy
 		}
+		c.writing = true
 		c.mu.Unlock()
 
 		c.conn.SetWriteDeadline(deadline)
 		err := c.write(f)
 
 		c.mu.Lock()
+		c.writing = false
 		if !c.evicted && len(c.queue) > 0 {
 			c.queue[0] = stream.Message{}
 			c.queue = c.queue[1:]
@@ -173,7 +178,7 @@ func (c *client) drain(ping <-chan time.Time) bool {
 		c.mu.Unlock()
 		if err != nil {
 			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() && c.closeBy.IsZero() {
+			if errors.As(err, &ne) && ne.Timeout() && !closing {
 				c.timedOut(f.Len(), timeout)
 				return false
 			}
@@ -229,7 +234,6 @@ const smallMessage = 64 << 10
 func (c *client) timedOut(size int, timeout time.Duration) {
 	c.mu.Lock()
 	c.gone = true
-	c.queue, c.queued = nil, 0
 	c.mu.Unlock()
 	c.hub.writeTimeouts.Add(1)
 	c.hub.log.Warn("hub: client dropped: write timed out", "client", c.id, "remote", c.remote,
@@ -250,10 +254,11 @@ func (c *client) ping() bool {
 }
 
 // fail marks the connection unusable after a failed write.
+// What is still queued stays for detach, which holds it for a plain
+// client's reconnect.
 func (c *client) fail(what string, err error) {
 	c.mu.Lock()
 	c.gone = true
-	c.queue, c.queued = nil, 0
 	c.mu.Unlock()
 	c.hub.log.Debug("hub: "+what+" failed", "client", c.id, "err", err)
 }
@@ -284,11 +289,11 @@ func (c *client) finish() {
 // readLoop reads client messages until the connection ends, then frees the id.
 func (c *client) readLoop() {
 	defer func() {
+		c.hub.detach(c) // takes what is still queued, for a plain client's reconnect
 		c.mu.Lock()
 		c.gone = true
 		c.queue, c.queued = nil, 0
 		c.mu.Unlock()
-		c.hub.detach(c)
 		close(c.readerDone)
 		c.conn.Close()
 	}()

@@ -42,6 +42,7 @@ func (h *Hub) attachLocked(s *session, c *client, status []byte) {
 	c.sess = s
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.status = status
 	c.pushLocked(&batch{frames: []stream.Message{{Body: status}}, size: int64(len(status))})
 	if s.resume {
 		s.waiting = true
@@ -98,8 +99,33 @@ func (h *Hub) detachLocked(c *client) {
 		s.waitTimer = nil
 	}
 	s.detachedAt = time.Now()
-	if !s.resume {
-		s.heldEpoch, s.heldFrom = h.held.Open(s.id)
+	if s.resume {
+		return // everything is in the window
+	}
+	// A plain client's messages that were queued but not written are held
+	// first, then what comes while it is away. The one being written, if
+	// any, is lost with the connection.
+	var epoch string
+	epoch, s.heldFrom = h.held.Open(s.id)
+	s.heldEpoch = epoch
+	c.mu.Lock()
+	q := c.queue
+	if c.writing && len(q) > 0 {
+		q = q[1:]
+	}
+	if len(q) > 0 && len(c.status) > 0 && len(q[0].Body) > 0 && &q[0].Body[0] == &c.status[0] {
+		q = q[1:] // the next connection gets its own status
+	}
+	c.queue, c.queued = nil, 0
+	c.mu.Unlock()
+	if len(q) > 0 {
+		entries := make([]stream.Entry, len(q))
+		for i, m := range q {
+			entries[i] = stream.Entry{Seq: s.heldFrom + 1 + uint64(i), Message: m}
+		}
+		if err := h.held.Append(s.id, entries); err != nil {
+			h.log.Error("hub: held append failed", "client", s.id, "err", err)
+		}
 	}
 }
 
@@ -166,7 +192,17 @@ func (h *Hub) handleFlags(c *client, flags protocol.FeatureFlags, first bool) {
 			var ee *stream.EpochError
 			var ge *stream.GapError
 			var se *stream.SeqError
+			var size int64
+			for _, e := range replay {
+				size += int64(e.Len())
+			}
 			switch {
+			case err == nil && size > h.opts.QueueBytes:
+				// Queued whole it would evict the client, which would
+				// reconnect and ask again.
+				replay = nil
+				reason = protocol.ResumeTooLarge + ": " + strconv.FormatInt(size, 10) +
+					" bytes to replay, over the queue bound of " + strconv.FormatInt(h.opts.QueueBytes, 10)
 			case err == nil:
 				recovered, st.Seq = true, from.Seq
 			case errors.As(err, &ee):

@@ -411,3 +411,59 @@ func TestInvalidUTF8Closed(t *testing.T) {
 		t.Errorf("stats: %+v", s)
 	}
 }
+
+// TestResumeReplayOverQueueBound: a replay larger than the client's queue
+// bound would evict it in a loop; the hub says so instead.
+func TestResumeReplayOverQueueBound(t *testing.T) {
+	h, srv := startHub(t, Options{QueueBytes: 1 << 20})
+	url := wsURL(srv, "")
+	c := dialResume(t, url, "big", nil)
+	pos := protocol.Position{Epoch: c.state.Epoch, Seq: c.last}
+	cut(c.testClient)
+	waitFor(t, "the drop", func() bool { return h.Stats().Detached == 1 })
+	pad := strings.Repeat("x", 256<<10)
+	for range 8 { // 2 MiB in the window, over the 1 MiB queue bound
+		h.SendJSON("big", "marker", pad)
+	}
+	c = dialResume(t, url, "big", &pos)
+	if st := c.state; st.Recovered == nil || *st.Recovered || !strings.HasPrefix(st.Reason, protocol.ResumeTooLarge) {
+		t.Fatalf("answer %+v, want recovered:false, %s", st, protocol.ResumeTooLarge)
+	}
+	h.SendJSON("big", "marker", "live")
+	c.expect("live")
+}
+
+// TestTakeoverHandsOverUnwritten: what was queued to a plain client's old
+// socket and not yet written goes to the socket that took over, in order,
+// after its status.
+func TestTakeoverHandsOverUnwritten(t *testing.T) {
+	h, srv := startHub(t, Options{})
+	old := connect(t, srv, dialOpts{query: "clientId=slowpoke"}) // reads nothing more
+	pad := strings.Repeat("x", 1<<20)
+	const n = 40 // 40 MiB: far more than the socket buffers take
+	for i := range n {
+		h.SendJSON("slowpoke", "big", map[string]any{"i": i, "pad": pad})
+	}
+	fresh := connect(t, srv, dialOpts{query: "clientId=slowpoke"})
+	first, next := -1, -1
+	for next != n-1 {
+		var m struct {
+			Type string
+			Data struct{ I int }
+		}
+		fresh.readJSON(&m)
+		if m.Type != "big" || (next >= 0 && m.Data.I != next+1) {
+			t.Fatalf("got %s %d after %d, want the queued messages in order", m.Type, m.Data.I, next)
+		}
+		if first < 0 {
+			first = m.Data.I
+		}
+		next = m.Data.I
+	}
+	t.Logf("the new socket got messages %d..%d, which the old one had not been sent", first, n-1)
+	if ce := readClose(t, old.conn); ce.Code != protocol.CloseReplaced {
+		t.Errorf("old socket: close %d, want 4001", ce.Code)
+	}
+	h.SendJSON("slowpoke", "marker", "live")
+	fresh.expectMarker("live")
+}
