@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"image"
 	"image/png"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/nodecast/nodecast/host/internal/logbuf"
 	"github.com/nodecast/nodecast/host/stream"
 	"github.com/nodecast/nodecast/protocol"
 )
@@ -325,7 +327,14 @@ func TestChaosResume(t *testing.T) {
 		sources[i] = noisePNG(cfg.side, seed*10+uint64(i))
 	}
 	parts := (len(sources[0]) + cfg.chunk - 1) / cfg.chunk
-	h, srv := startHub(t, Options{}) // the default window: 64 MiB and 5 minutes per client, 1 GiB in all
+	var logs logbuf.Buffer
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("hub log:\n%s", logs.String())
+		}
+	})
+	// The default window: 64 MiB and 5 minutes per client, 1 GiB in all.
+	h, srv := startHub(t, Options{Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))})
 	url := wsURL(srv, "")
 
 	// Every image id and its bytes are known before the clients start.
