@@ -19,5 +19,9 @@
 //		if ev.IsPromptDone(id) { break }
 //	}
 //
+// Dial waits for the host's answer to its feature_flags, which nodecast and
+// current ComfyUI send; against a host without resume (ComfyUI) the client
+// works live only, and a reconnect cannot recover what was missed.
+//
 // client imports only protocol of this module (and gorilla/websocket).
 package client
