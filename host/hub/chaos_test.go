@@ -193,24 +193,12 @@ func (c *chaosClient) session(ctx context.Context) (bool, error) {
 			}
 			return false, nil // dropped: reconnect
 		}
-		var seq uint64
-		var typ string
-		if kind == websocket.BinaryMessage {
-			h, _, err := protocol.ParsePartFrame(msg)
-			if err != nil {
-				return false, fmt.Errorf("client %s: %v", c.id, err)
-			}
-			seq, typ = h.Seq, "PART"
-		} else {
-			var m struct {
-				Seq  uint64          `json:"seq"`
-				Type string          `json:"type"`
-				Data json.RawMessage `json:"data"`
-			}
-			if err := json.Unmarshal(msg, &m); err != nil {
-				return false, fmt.Errorf("client %s: %v", c.id, err)
-			}
-			seq, typ = m.Seq, m.Type
+		m, err := parseSeq(kind, msg)
+		if err != nil {
+			return false, fmt.Errorf("client %s: %v", c.id, err)
+		}
+		seq, typ := m.Seq, m.Type
+		if typ != "PART" {
 			if !answered {
 				var a struct {
 					Resume protocol.ResumeState `json:"resume"`

@@ -191,32 +191,36 @@ func dialResume(t testing.TB, url, id string, from *protocol.Position) *resumeCl
 	return c
 }
 
+// seqMessage is one message of a resume client's stream.
+type seqMessage struct {
+	Seq  uint64
+	Type string          // the JSON type, or "PART"
+	Data json.RawMessage // JSON data
+	Part protocol.PartHeader
+}
+
+// parseSeq reads the seq and type of a JSON message or PART frame.
+func parseSeq(kind int, msg []byte) (seqMessage, error) {
+	if kind == websocket.BinaryMessage {
+		h, _, err := protocol.ParsePartFrame(msg)
+		return seqMessage{Seq: h.Seq, Type: "PART", Part: h}, err
+	}
+	var m seqMessage
+	err := json.Unmarshal(msg, &m)
+	return m, err
+}
+
 // next reads one message and checks that its seq follows; it returns the
 // JSON type (or "PART") and the marker text or the part header.
 func (c *resumeClient) next() (string, string, protocol.PartHeader) {
 	c.t.Helper()
-	kind, msg := c.read()
-	var seq uint64
-	var typ, text string
-	var h protocol.PartHeader
-	if kind == websocket.BinaryMessage {
-		var err error
-		if h, _, err = protocol.ParsePartFrame(msg); err != nil {
-			c.t.Fatal(err)
-		}
-		seq, typ = h.Seq, "PART"
-	} else {
-		var m struct {
-			Seq  uint64          `json:"seq"`
-			Type string          `json:"type"`
-			Data json.RawMessage `json:"data"`
-		}
-		if err := json.Unmarshal(msg, &m); err != nil {
-			c.t.Fatal(err)
-		}
-		json.Unmarshal(m.Data, &text)
-		seq, typ = m.Seq, m.Type
+	m, err := parseSeq(c.read())
+	if err != nil {
+		c.t.Fatal(err)
 	}
+	var text string
+	json.Unmarshal(m.Data, &text)
+	seq, typ, h := m.Seq, m.Type, m.Part
 	if seq != c.last+1 {
 		c.t.Fatalf("client %s: %s %q has seq %d, want %d", c.sid, typ, text, seq, c.last+1)
 	}
