@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -408,6 +409,17 @@ func (c *Client) handle(kind int, msg []byte, resuming, answered bool) ([]Event,
 		if err := c.advance(m.Seq); err != nil {
 			return nil, false, err
 		}
+	} else if bytes.Contains(m.Data, []byte(`"part_b64"`)) {
+		// A base64 part: what a host sends before it knows this client
+		// takes PART frames (an image committed before the flags arrived).
+		img, err := c.reasm.AddB64(m.Type, m.Data)
+		if err != nil && !errors.Is(err, protocol.ErrImageDropped) {
+			c.log.Warn("client: image part refused", "err", err)
+		}
+		if img == nil {
+			return nil, false, nil
+		}
+		return []Event{{Kind: KindImage, Image: img}}, false, nil
 	}
 	return []Event{{Kind: KindMessage, Seq: m.Seq, Type: m.Type, Data: m.Data}}, false, nil
 }
