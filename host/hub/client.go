@@ -43,6 +43,9 @@ type client struct {
 	gone      bool   // reader ended or write failed: nothing more is sent
 	writing   bool   // the writer is writing queue[0]
 	status    []byte // the status message this connection got first
+	bound     int64  // queue bound; 0 = Options.QueueBytes (resume clients: Hub.resumeBound)
+	written   int64  // bytes taken off the queue so far
+	replayEnd int64  // written reaches this when the queued replay is written
 	evicted   bool   // queue dropped; send closeCode now
 	closeCode int    // close frame to send once the queue is written (0: none)
 	closeText string
@@ -72,20 +75,27 @@ func (c *client) pushLocked(b *batch) {
 // enqueue queues b, or evicts the client when its queue would exceed
 // QueueBytes. It never blocks on the connection.
 func (c *client) enqueue(b *batch) {
-	limit := c.hub.opts.QueueBytes
 	c.mu.Lock()
+	limit := c.bound
+	if limit == 0 {
+		limit = c.hub.opts.QueueBytes
+	}
 	if c.gone || c.evicted || c.closeCode != 0 {
 		c.mu.Unlock()
 		return
 	}
-	if c.queued+b.size <= limit {
+	// A replay being written does not count: it is no backlog of this
+	// connection's, and counting it would evict a client that resumes
+	// after an eviction again at once.
+	replay := min(c.queued, max(0, c.replayEnd-c.written))
+	if c.queued-replay+b.size <= limit {
 		c.queue = append(c.queue, b.frames...)
 		c.queued += b.size
 		c.mu.Unlock()
 		c.signal()
 		return
 	}
-	queued := c.queued + b.size
+	queued := c.queued - replay + b.size
 	c.evicted = true
 	c.queue = nil
 	c.queued = 0
@@ -171,6 +181,7 @@ func (c *client) drain(ping <-chan time.Time) bool {
 			c.queue[0] = stream.Message{}
 			c.queue = c.queue[1:]
 			c.queued -= int64(f.Len())
+			c.written += int64(f.Len())
 			if len(c.queue) == 0 {
 				c.queue = nil
 			}

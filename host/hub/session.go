@@ -175,6 +175,9 @@ func (h *Hub) handleFlags(c *client, flags protocol.FeatureFlags, first bool) {
 			h.window.Delete(s.id)
 		}
 		h.mu.Unlock()
+		c.mu.Lock()
+		c.bound = 0
+		c.mu.Unlock()
 		c.enqueue(&batch{frames: []stream.Message{{Body: h.flagsMsg}}, size: int64(len(h.flagsMsg))})
 		return
 	}
@@ -200,12 +203,12 @@ func (h *Hub) handleFlags(c *client, flags protocol.FeatureFlags, first bool) {
 				size += int64(e.Len())
 			}
 			switch {
-			case err == nil && size > h.opts.QueueBytes:
-				// Queued whole it would evict the client, which would
-				// reconnect and ask again.
+			case err == nil && size > max(h.opts.QueueBytes, h.opts.Sessions.WindowBytes):
+				// More than the client may have queued, in a window
+				// without a byte bound (or a store that holds more).
 				replay = nil
 				reason = protocol.ResumeTooLarge + ": " + strconv.FormatInt(size, 10) +
-					" bytes to replay, over the queue bound of " + strconv.FormatInt(h.opts.QueueBytes, 10)
+					" bytes to replay, over the queue bound of " + strconv.FormatInt(max(h.opts.QueueBytes, h.opts.Sessions.WindowBytes), 10)
 			case err == nil:
 				recovered, st.Seq = true, from.Seq
 			case errors.As(err, &ee):
@@ -231,15 +234,38 @@ func (h *Hub) handleFlags(c *client, flags protocol.FeatureFlags, first bool) {
 	answer := copyFlags(h.flags)
 	answer[protocol.FlagResumeState] = st
 	msg, _ := protocol.Marshal(protocol.TypeFeatureFlags, answer)
+	c.mu.Lock()
+	c.bound = h.resumeBound()
+	c.mu.Unlock()
 	c.enqueue(&batch{frames: []stream.Message{{Body: msg}}, size: int64(len(msg))})
 	if len(replay) > 0 {
-		b := &batch{frames: make([]stream.Message, len(replay))}
-		for i, e := range replay {
-			b.frames[i] = e.Message
-			b.size += int64(e.Len())
+		// The replay is at most the window, which holds it anyway: it is
+		// queued whole, outside the bound.
+		c.mu.Lock()
+		if !c.gone && !c.evicted {
+			var size int64
+			for _, e := range replay {
+				c.queue = append(c.queue, e.Message)
+				size += int64(e.Len())
+			}
+			c.queued += size
+			c.replayEnd = c.written + c.queued
+			c.signal()
 		}
-		c.enqueue(b)
+		c.mu.Unlock()
 	}
+}
+
+// resumeBound is the queue bound of a resume client: half its window (or
+// QueueBytes when smaller), so that when it is evicted for falling behind,
+// the window still holds every message after the last one it was sent, and
+// it can resume.
+func (h *Hub) resumeBound() int64 {
+	b := h.opts.QueueBytes
+	if w := h.opts.Sessions.WindowBytes; w > 0 {
+		b = min(b, max(w/2, 1))
+	}
+	return b
 }
 
 // parsePosition reads a resume_from value.

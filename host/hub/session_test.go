@@ -419,7 +419,7 @@ func TestInvalidUTF8Closed(t *testing.T) {
 // TestResumeReplayOverQueueBound: a replay larger than the client's queue
 // bound would evict it in a loop; the hub says so instead.
 func TestResumeReplayOverQueueBound(t *testing.T) {
-	h, srv := startHub(t, Options{QueueBytes: 1 << 20})
+	h, srv := startHub(t, Options{QueueBytes: 1 << 20, Sessions: SessionOptions{WindowBytes: -1}}) // a window without a byte bound
 	url := wsURL(srv, "")
 	c := dialResume(t, url, "big", nil)
 	pos := protocol.Position{Epoch: c.state.Epoch, Seq: c.last}
@@ -470,4 +470,58 @@ func TestTakeoverHandsOverUnwritten(t *testing.T) {
 	}
 	h.SendJSON("slowpoke", "marker", "live")
 	fresh.expectMarker("live")
+}
+
+// TestEvictedResumeClientResumes: a resume client that stops reading is
+// evicted once half its window behind, and resumes with nothing lost.
+func TestEvictedResumeClientResumes(t *testing.T) {
+	const window = 4 << 20
+	h, srv := startHub(t, Options{Sessions: SessionOptions{WindowBytes: window}})
+	url := wsURL(srv, "")
+	c := dialResume(t, url, "lazy", nil)
+	pad := strings.Repeat("x", 256<<10)
+	sent := 0
+	for ; h.Stats().Evictions == 0; sent++ {
+		if sent == 1000 {
+			t.Fatal("never evicted")
+		}
+		h.SendJSON("lazy", "marker", fmt.Sprintf("%d %s", sent, pad))
+	}
+	// The old connection: what reached it, then close 1008.
+	got := 0
+	for {
+		c.conn.SetReadDeadline(time.Now().Add(safetyTimeout))
+		kind, msg, err := c.conn.ReadMessage()
+		if err != nil {
+			var ce *websocket.CloseError
+			if !errors.As(err, &ce) || ce.Code != CloseSlowClient {
+				t.Fatalf("old connection ended with %v, want 1008", err)
+			}
+			break
+		}
+		m, err := parseSeq(kind, msg)
+		if err != nil || m.Seq != c.last+1 {
+			t.Fatalf("seq %d after %d (%v)", m.Seq, c.last, err)
+		}
+		c.last = m.Seq
+		got++
+	}
+	pos := protocol.Position{Epoch: c.state.Epoch, Seq: c.last}
+	r := dialResume(t, url, "lazy", &pos)
+	if st := r.state; st.Recovered == nil || !*st.Recovered {
+		t.Fatalf("resume after eviction: %+v", st)
+	}
+	r.last = c.last
+	for i := got; i < sent; i++ {
+		typ, text, _ := r.next()
+		if typ != "marker" || !strings.HasPrefix(text, fmt.Sprintf("%d ", i)) {
+			t.Fatalf("got %s %.20q, want marker %d", typ, text, i)
+		}
+	}
+	h.SendJSON("lazy", "marker", "live")
+	r.expect("live")
+	t.Logf("%d messages sent, %d reached the evicted connection, %d replayed", sent, got, sent-got)
+	if s := h.Stats(); s.Evictions != 1 || s.Resumed != 1 {
+		t.Errorf("stats %+v", s)
+	}
 }
