@@ -365,19 +365,25 @@ func (p *parser) websocket(n *yaml.Node, key string, ws *WebSocket) error {
 
 // sessions decodes the sessions section.
 func (p *parser) sessions(n *yaml.Node, key string, s *Sessions) error {
-	size := func(dst *int64) func(string, *yaml.Node) error {
+	// A window must hold a few messages of the default 4 MiB limit: a resume
+	// client is evicted half a window behind.
+	size := func(dst *int64, least int64, why string) func(string, *yaml.Node) error {
 		return func(k string, v *yaml.Node) error {
 			b, err := p.nonNegative(v, k)
+			if err == nil && b > 0 && b < least {
+				return p.errAt(v, k, fmt.Sprintf("%d is too small %s (want 0 for the default, or at least %d)", b, why, least))
+			}
 			*dst = b
 			return err
 		}
 	}
+	const window = 16 << 20
 	return p.mapping(n, key, map[string]func(string, *yaml.Node) error{
 		"held_age":            func(k string, v *yaml.Node) error { return p.duration(v, k, &s.HeldAge) },
-		"held_bytes":          size(&s.HeldBytes),
+		"held_bytes":          size(&s.HeldBytes, 1<<20, "to hold one part"),
 		"window_age":          func(k string, v *yaml.Node) error { return p.duration(v, k, &s.WindowAge) },
-		"window_bytes":        size(&s.WindowBytes),
-		"window_global_bytes": size(&s.WindowGlobalBytes),
+		"window_bytes":        size(&s.WindowBytes, window, "to replay a few 4 MiB messages"),
+		"window_global_bytes": size(&s.WindowGlobalBytes, window, "to replay a few 4 MiB messages"),
 	})
 }
 

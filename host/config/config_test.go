@@ -113,12 +113,12 @@ func TestWebSocketSection(t *testing.T) {
 }
 
 func TestSessionsSection(t *testing.T) {
-	path := writeConfig(t, "websocket: {on_duplicate_client_id: refuse}\nsessions:\n  held_age: 90s\n  held_bytes: 1048576\n  window_age: 10m\n  window_bytes: 2097152\n  window_global_bytes: 4194304\n", "")
+	path := writeConfig(t, "websocket: {on_duplicate_client_id: refuse}\nsessions:\n  held_age: 90s\n  held_bytes: 1048576\n  window_age: 10m\n  window_bytes: 16777216\n  window_global_bytes: 33554432\n", "")
 	c, err := config.Load(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := config.Sessions{HeldAge: 90 * time.Second, HeldBytes: 1 << 20, WindowAge: 10 * time.Minute, WindowBytes: 2 << 20, WindowGlobalBytes: 4 << 20}
+	want := config.Sessions{HeldAge: 90 * time.Second, HeldBytes: 1 << 20, WindowAge: 10 * time.Minute, WindowBytes: 16 << 20, WindowGlobalBytes: 32 << 20}
 	if c.Sessions != want || c.WebSocket.OnDuplicateClientID != "refuse" {
 		t.Fatalf("got %+v %q, want %+v refuse", c.Sessions, c.WebSocket.OnDuplicateClientID, want)
 	}
@@ -219,6 +219,7 @@ func TestErrors(t *testing.T) {
 		{name: "duplicate client id policy", yaml: "websocket: {on_duplicate_client_id: kick}\n", key: "websocket.on_duplicate_client_id", reason: "not replace or refuse"},
 		{name: "sessions bad age", yaml: "sessions: {held_age: soon}\n", key: "sessions.held_age", reason: "duration"},
 		{name: "sessions negative bytes", yaml: "sessions: {window_bytes: -1}\n", key: "sessions.window_bytes", reason: "negative"},
+		{name: "sessions window too small", yaml: "sessions: {window_bytes: 1048576}\n", key: "sessions.window_bytes", reason: "too small"},
 		{name: "sessions unknown key", yaml: "sessions: {window: 1}\n", key: "sessions.window", reason: "unknown key"},
 		{name: "node key matches nothing", yaml: withNodes(`      "42": {event: a.b}` + "\n"), workflow: portraitJSON, key: "workflows.portrait.nodes.42", reason: "matches neither a node id nor a _meta.title", line: 5},
 	}
