@@ -15,8 +15,9 @@
 //
 // Each connection has one reader and one writer goroutine; only the hub
 // closes a client's send path. Per-client queues are bounded in bytes: a
-// client that falls behind by more than Options.QueueBytes is evicted with
-// close code 1008 and never makes the producer or other clients wait.
+// client that falls behind by more than Options.QueueBytes (a resume
+// client: half its window, so that it can resume) is evicted with close
+// code 1008 and never makes the producer or other clients wait.
 //
 // Every message for a clientId goes through that client's session: a
 // socket that reconnects with the clientId takes it over (the old one is
@@ -27,6 +28,6 @@
 //
 // The executor codes against executor.Broadcaster, which *Hub satisfies.
 //
-// hub imports protocol, host/stream and gorilla/websocket only; it must never import
-// plugins or sendimage (nodes reach it through the executor, not directly).
+// hub imports protocol, host/stream and gorilla/websocket only; it must
+// never import plugins or sendimage (nodes reach it through the executor).
 package hub
