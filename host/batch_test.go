@@ -28,6 +28,9 @@ func startHost(t *testing.T, opts host.Options) (*host.Host, *httptest.Server) {
 	if opts.InputDir == "" {
 		opts.InputDir = t.TempDir()
 	}
+	if opts.OutputDir == "" { // never ./output and ./temp in the source tree
+		opts.OutputDir, opts.TempDir = t.TempDir(), t.TempDir()
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	h, err := host.New(ctx, opts)

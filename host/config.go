@@ -14,6 +14,8 @@ func ConfigOptions(cfg *config.Config) Options {
 		Packs:        []PackSource{SelfPack("builtin")},
 		PluginDir:    cfg.Plugins,
 		InputDir:     cfg.InputDir,
+		OutputDir:    cfg.OutputDir,
+		TempDir:      cfg.TempDir,
 		MessageLimit: cfg.MessageLimit,
 		MaxBodyBytes: cfg.MaxBodyBytes,
 		Workflows:    cfg.ExecutorWorkflows(),
@@ -23,6 +25,13 @@ func ConfigOptions(cfg *config.Config) Options {
 			AllowedOrigins: cfg.WebSocket.AllowedOrigins,
 			AllowedHosts:   cfg.WebSocket.AllowedHosts,
 			QueueBytes:     cfg.WebSocket.QueueBytes,
+			// Client sessions (takeover, held messages, resume window).
+			OnDuplicateClientID: cfg.WebSocket.OnDuplicateClientID,
+			Sessions: hub.SessionOptions{
+				HeldAge: cfg.Sessions.HeldAge, HeldBytes: cfg.Sessions.HeldBytes,
+				WindowAge: cfg.Sessions.WindowAge, WindowBytes: cfg.Sessions.WindowBytes,
+				WindowGlobal: cfg.Sessions.WindowGlobalBytes,
+			},
 		},
 		Listen:            cfg.Listen,
 		HistoryBytes:      cfg.Limits.HistoryBytes,

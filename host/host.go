@@ -36,6 +36,15 @@ type Options struct {
 	// InputDir is ComfyUI's input folder, where uploads land and LoadImage
 	// reads; "" = "./input". It is created when missing.
 	InputDir string
+	// OutputDir is ComfyUI's output folder, where SaveImage writes and
+	// /view?type=output reads; "" = "./output". Created when missing.
+	OutputDir string
+	// TempDir is ComfyUI's temp folder, where PreviewImage writes; "" =
+	// "./temp". Created when missing and emptied at start, as ComfyUI does,
+	// unless KeepTempDir is set. New refuses to empty the input or output
+	// folder, the root, the home folder or the system's temp folder.
+	TempDir     string
+	KeepTempDir bool
 	// MessageLimit bounds every WebSocket message to parts-aware clients; 0 =
 	// protocol.DefaultMessageLimit (4,194,304 bytes).
 	MessageLimit int
@@ -93,7 +102,7 @@ type Host struct {
 	limits  plugins.Limits
 	api     http.Handler
 	metrics *prometheus.Registry
-	tempDir string // the host's own temp folder, removed by Close
+	ownDir  string // the host's own folder for uploads in flight, removed by Close
 }
 
 // SelfPack is the pack source that runs pack name from this very binary: the
@@ -129,34 +138,40 @@ func New(ctx context.Context, opts Options) (*Host, error) {
 	if opts.MaxBodyBytes > plugins.MaxInputBytes {
 		return nil, fmt.Errorf("host: MaxBodyBytes %d exceeds limit %d, the largest input a node call carries", opts.MaxBodyBytes, int64(plugins.MaxInputBytes))
 	}
-	// The host's own temp folder: ComfyUI's "temp" type and uploads in
-	// flight, never a folder shared with other hosts or users.
-	tempDir, err := os.MkdirTemp("", "nodecast-")
+	outputDir, tempDir, err := outputFolders(&opts)
 	if err != nil {
-		return nil, fmt.Errorf("host: temp folder: %w", err)
+		return nil, err
 	}
+	// The host's own folder for uploads in flight, never one shared with
+	// other hosts or users.
+	ownDir, err := os.MkdirTemp("", "nodecast-")
+	if err != nil {
+		return nil, fmt.Errorf("host: staging folder: %w", err)
+	}
+	folderEnv := []string{plugins.OutputDirEnv + "=" + outputDir, plugins.TempDirEnv + "=" + tempDir}
 	sup, err := supervisor.Start(ctx, supervisor.Options{
 		Packs:           opts.Packs,
 		PluginDir:       opts.PluginDir,
-		Env:             []string{plugins.InputDirEnv + "=" + inputDir},
+		Env:             append([]string{plugins.InputDirEnv + "=" + inputDir}, folderEnv...),
 		Logger:          log,
 		MaxRestarts:     opts.BreakerRestarts,
 		RestartWindow:   opts.BreakerWindow,
 		BreakerCooldown: opts.BreakerCooldown,
 	})
 	if err != nil {
-		_ = os.RemoveAll(tempDir)
+		_ = os.RemoveAll(ownDir)
 		return nil, err
 	}
 	hopts := opts.Hub
 	if hopts.MessageLimit == 0 {
 		hopts.MessageLimit = opts.MessageLimit
 	}
+	hopts.ServerFlags = serverFlags(opts, hopts)
 	if hopts.Logger == nil {
 		hopts.Logger = log
 	}
 	h := &Host{
-		opts: opts, log: log, sup: sup, tempDir: tempDir,
+		opts: opts, log: log, sup: sup, ownDir: ownDir,
 		limits: plugins.Limits{MessageLimit: opts.MessageLimit, Image: opts.ImageLimits},
 	}
 	if hopts.QueueRemaining == nil {
@@ -178,7 +193,7 @@ func New(ctx context.Context, opts Options) (*Host, error) {
 	})
 	if err != nil {
 		sup.Close()
-		_ = os.RemoveAll(tempDir)
+		_ = os.RemoveAll(ownDir)
 		return nil, err
 	}
 	h.metrics, err = metrics.NewRegistry(metrics.Sources{Hub: h.hub, Executor: h.exec, Supervisor: sup})
@@ -186,7 +201,7 @@ func New(ctx context.Context, opts Options) (*Host, error) {
 		h.exec.Close()
 		h.hub.Close()
 		sup.Close()
-		_ = os.RemoveAll(tempDir)
+		_ = os.RemoveAll(ownDir)
 		return nil, err
 	}
 	h.api = api.New(api.Options{
@@ -194,6 +209,8 @@ func New(ctx context.Context, opts Options) (*Host, error) {
 		Classes:      sup.Classes,
 		WS:           h.hub,
 		InputDir:     inputDir,
+		OutputDir:    outputDir,
+		TempDir:      tempDir,
 		MaxBodyBytes: opts.MaxBodyBytes,
 		Limits:       opts.ImageLimits,
 		MessageLimit: opts.MessageLimit,
@@ -204,11 +221,32 @@ func New(ctx context.Context, opts Options) (*Host, error) {
 		LoopbackOnly:   listensOnLoopback(opts.Listen),
 		AllowedHosts:   opts.Hub.AllowedHosts,
 		AllowedOrigins: opts.Hub.AllowedOrigins,
-		TempDir:        filepath.Join(tempDir, "temp"),
-		StagingDir:     filepath.Join(tempDir, "uploads"),
+		StagingDir:     filepath.Join(ownDir, "uploads"),
 		Packs:          sup.Packs,
 	})
 	return h, nil
+}
+
+// serverFlags are the feature flags the host honours, built once so that
+// the WebSocket's feature_flags answer and GET /features are the same
+// dictionary: ComfyUI's supports_preview_metadata (type 4 frames) and
+// max_upload_size, and nodecast's supports_image_parts and
+// max_message_size. Flags an embedder put in opts.Hub.ServerFlags are kept.
+func serverFlags(opts Options, hopts hub.Options) map[string]any {
+	maxUpload := opts.MaxBodyBytes
+	if maxUpload <= 0 {
+		maxUpload = api.DefaultMaxBodyBytes
+	}
+	flags := map[string]any{
+		protocol.FlagPreviewMetadata: true,
+		protocol.FlagImageParts:      true,
+		protocol.FlagMaxUploadSize:   maxUpload,
+		protocol.FlagMaxMessageSize:  hopts.MessageLimit,
+	}
+	for k, v := range hopts.ServerFlags {
+		flags[k] = v
+	}
+	return flags
 }
 
 // Handler serves ComfyUI's HTTP and WebSocket API.
@@ -237,7 +275,7 @@ func (h *Host) Close() error {
 	h.exec.Close()
 	h.hub.Close()
 	err := h.sup.Close()
-	_ = os.RemoveAll(h.tempDir)
+	_ = os.RemoveAll(h.ownDir)
 	return err
 }
 

@@ -105,3 +105,25 @@ type Result struct {
 // every plugin where uploaded images live (ComfyUI's input folder), so that
 // loaders like LoadImage can open them.
 const InputDirEnv = "NODECAST_INPUT_DIR"
+
+// OutputDirEnv and TempDirEnv name the environment variables through which
+// the host tells every plugin where SaveImage writes (ComfyUI's output
+// folder) and where PreviewImage writes (its temp folder, emptied when the
+// host starts).
+const (
+	OutputDirEnv = "NODECAST_OUTPUT_DIR"
+	TempDirEnv   = "NODECAST_TEMP_DIR"
+)
+
+// Hidden input types: an input of one of these types is not a widget or a
+// link but a value the host fills in, as ComfyUI fills its "hidden" inputs:
+// the prompt being run (its API-format graph) and the request's
+// extra_data.extra_pnginfo (the UI workflow, usually). Declare them
+// Optional; a node gets them as decoded JSON (nil when the request had none).
+const (
+	TypePrompt       = "PROMPT"
+	TypeExtraPNGInfo = "EXTRA_PNGINFO"
+)
+
+// IsHidden reports whether the host fills in input in (see TypePrompt).
+func IsHidden(in Input) bool { return in.Type == TypePrompt || in.Type == TypeExtraPNGInfo }

@@ -48,6 +48,9 @@ type PartHeader struct {
 	Size     int64  `json:"size"`
 	MIME     string `json:"mime"`
 	SHA256   string `json:"sha256"` // lowercase hex of the whole image
+	// Seq is the frame's position in a resume client's stream (see
+	// FlagResume); 0 and absent for everyone else.
+	Seq uint64 `json:"seq,omitempty"`
 }
 
 // ImagePart is one part of one encoded image, as a sender node emits it and the

@@ -128,21 +128,15 @@ type Reassembler struct {
 	mu           sync.Mutex
 	pending      map[imageKey]*pendingImage
 	pendingBytes int64
-	// finished remembers the most recent completed (false) and dropped (true)
-	// images, so that their late parts are refused instead of starting a new
-	// image that would never complete.
-	finished     map[imageKey]bool
-	finishedRing [maxFinished]imageKey
-	finishedNext int
-	finishedLen  int
+	// finished remembers the most recent completed and dropped images, so
+	// that their late parts are refused instead of starting a new image
+	// that would never complete.
+	finished FinishedImages
 }
 
-const (
-	maxFinished = 4096
-	spanBytes   = 16 // bookkeeping per part, counted against MaxPending
-)
+const spanBytes = 16 // bookkeeping per part, counted against MaxPending
 
-type imageKey struct{ promptID, imageID string }
+type imageKey = ImageKey
 
 type pendingImage struct {
 	head     PartHeader // Part and Offset are those of the first part received
@@ -167,7 +161,6 @@ func NewReassembler(opts ReassemblerOptions) *Reassembler {
 func (r *Reassembler) init() {
 	if r.pending == nil {
 		r.pending = make(map[imageKey]*pendingImage)
-		r.finished = make(map[imageKey]bool)
 	}
 }
 
@@ -240,7 +233,7 @@ func (r *Reassembler) add(p *ImagePart) (*pendingImage, error) {
 	r.init()
 	key := imageKey{p.PromptID, p.ImageID}
 	h := &p.PartHeader
-	if dropped, ok := r.finished[key]; ok {
+	if dropped, ok := r.finished.Lookup(key); ok {
 		if dropped {
 			return nil, &PartError{PromptID: p.PromptID, ImageID: p.ImageID, Part: p.Part,
 				Reason: "the image was dropped after an earlier error", Err: ErrImageDropped}
@@ -249,11 +242,8 @@ func (r *Reassembler) add(p *ImagePart) (*pendingImage, error) {
 			Reason: "duplicate part: the image is already complete"}
 	}
 	n := int64(len(p.Data))
-	if err := h.Check(len(p.Data)); err != nil {
+	if err := h.CheckPart(len(p.Data)); err != nil {
 		return nil, r.refuse(h, err.(*FrameError).Reason, err)
-	}
-	if n == 0 && h.Size > 0 {
-		return nil, r.refuse(h, "empty part of a "+strconv.FormatInt(h.Size, 10)+"-byte image", nil)
 	}
 
 	pi := r.pending[key]
@@ -261,10 +251,6 @@ func (r *Reassembler) add(p *ImagePart) (*pendingImage, error) {
 		// The first part of an image: check the limits before allocating.
 		if limit := r.maxImageSize(); h.Size > limit {
 			return nil, r.refuseLimit(h, &LimitError{What: "image size", Value: h.Size, Limit: limit})
-		}
-		if int64(h.Parts) > max(h.Size, 1) {
-			return nil, r.refuse(h, "parts "+strconv.Itoa(h.Parts)+" exceed what a "+
-				strconv.FormatInt(h.Size, 10)+"-byte image can fill (every part holds at least one byte)", nil)
 		}
 		cost := saturatingAdd(h.Size, saturatingMul(int64(h.Parts), spanBytes))
 		if limit := r.maxPending(); cost > limit-r.pendingBytes {
@@ -319,29 +305,11 @@ func seam(a int, aEnd int64, b int, bStart int64) string {
 // differs names the first field of h that disagrees with the image's earlier
 // parts, or returns "".
 func (pi *pendingImage) differs(h *PartHeader, label string) string {
-	first := &pi.head
-	field := func(name string, got, want any) string {
-		return fmt.Sprintf("inconsistent header: %s %q differs from %q in earlier parts", name, fmt.Sprint(got), fmt.Sprint(want))
+	if reason := h.Mismatch(&pi.head); reason != "" {
+		return "inconsistent header: " + reason + " in earlier parts"
 	}
-	switch {
-	case h.Size != first.Size:
-		return field("size", h.Size, first.Size)
-	case h.Parts != first.Parts:
-		return field("parts", h.Parts, first.Parts)
-	case h.SHA256 != first.SHA256:
-		return field("sha256", h.SHA256, first.SHA256)
-	case h.MIME != first.MIME:
-		return field("mime", h.MIME, first.MIME)
-	case h.Event != first.Event:
-		return field("event", h.Event, first.Event)
-	case h.Node != first.Node:
-		return field("node", h.Node, first.Node)
-	case h.Index != first.Index:
-		return field("index", h.Index, first.Index)
-	case h.Batch != first.Batch:
-		return field("batch", h.Batch, first.Batch)
-	case label != pi.label:
-		return field("nodelabel", label, pi.label)
+	if label != pi.label {
+		return "inconsistent header: nodelabel " + strconv.Quote(label) + " differs from " + strconv.Quote(pi.label) + " in earlier parts"
 	}
 	return ""
 }
@@ -369,22 +337,8 @@ func (r *Reassembler) release(key imageKey, pi *pendingImage) {
 	r.pendingBytes -= pi.cost
 }
 
-// markFinished remembers key as dropped or completed, forgetting the oldest
-// image remembered once maxFinished are.
-func (r *Reassembler) markFinished(key imageKey, dropped bool) {
-	if _, ok := r.finished[key]; ok {
-		r.finished[key] = dropped
-		return
-	}
-	if r.finishedLen == maxFinished {
-		delete(r.finished, r.finishedRing[r.finishedNext])
-	} else {
-		r.finishedLen++
-	}
-	r.finishedRing[r.finishedNext] = key
-	r.finishedNext = (r.finishedNext + 1) % maxFinished
-	r.finished[key] = dropped
-}
+// markFinished remembers key as dropped or completed.
+func (r *Reassembler) markFinished(key imageKey, dropped bool) { r.finished.Mark(key, dropped) }
 
 // Pending lists the images still waiting for parts, sorted by prompt, batch
 // index and image id.
@@ -410,7 +364,7 @@ func (r *Reassembler) PendingBytes() int64 {
 func (r *Reassembler) Flush(promptID string) []PendingImage {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.collect(func(k imageKey) bool { return k.promptID == promptID }, true)
+	return r.collect(func(k imageKey) bool { return k.PromptID == promptID }, true)
 }
 
 // FlushAll drops every incomplete image, of every prompt, and returns them.

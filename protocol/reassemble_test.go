@@ -390,16 +390,16 @@ func TestReassemblerLatePartOfCompleteImage(t *testing.T) {
 
 func TestReassemblerRemembersBoundedFinished(t *testing.T) {
 	var r Reassembler // the zero value works
-	for i := range maxFinished + 10 {
+	for i := range MaxFinishedImages + 10 {
 		parts := mustSplit(t, Splitter{}, testHeader("f"+strconv.Itoa(i)), "", []byte{byte(i)})
 		if img, err := r.Add(&parts[0]); err != nil || img == nil || img.Data[0] != byte(i) {
 			t.Fatal(i, img, err)
 		}
 	}
-	if len(r.finished) != maxFinished {
-		t.Fatalf("remembers %d finished images, want %d", len(r.finished), maxFinished)
+	if r.finished.Len() != MaxFinishedImages {
+		t.Fatalf("remembers %d finished images, want %d", r.finished.Len(), MaxFinishedImages)
 	}
-	if _, ok := r.finished[imageKey{"prompt-1", "f9"}]; ok {
+	if _, ok := r.finished.Lookup(imageKey{"prompt-1", "f9"}); ok {
 		t.Fatal("the oldest finished images were not forgotten")
 	}
 }

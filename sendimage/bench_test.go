@@ -44,6 +44,10 @@ func BenchmarkEncode1024(b *testing.B) {
 		{"jpeg", "jpeg", EncoderOptions{}},
 		{"bmp", "bmp", EncoderOptions{}},
 		{"tiff", "tiff", EncoderOptions{}},
+		{"png-compact-saveimage", "png", EncoderOptions{Level: LevelCompact}},
+		{"webp-q90", "webp", EncoderOptions{}},
+		{"webp-lossless", "webp-lossless", EncoderOptions{}},
+		{"raw", "raw", EncoderOptions{}},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			e := mustEncoder(b, tc.enc, tc.opts)

@@ -10,17 +10,18 @@
 //     implements image.Image, so any encoder accepts it. ImageToTensor and
 //     AlphaMask go the other way, as ComfyUI's loaders do.
 //   - Encoders: a Registry of EncoderFactory by name, with Default holding
-//     png (the default), jpeg, bmp and tiff. The PNG encoder is this
-//     package's own: the Up filter on every row and klauspost/compress
-//     flate at level 1, compressed in parallel stripes for large images,
-//     several times faster than image/png. There is no WebP encoder:
-//     golang.org/x/image only decodes WebP, and a pure Go encoder would be
-//     a project of its own; register one from outside if needed.
+//     png (the default), jpeg, bmp, tiff, webp (lossy, gen2brain/webp:
+//     libwebp, loaded or as WebAssembly), webp-lossless (nativewebp, pure
+//     Go) and raw (netpbm PPM/PGM/PAM: the pixels behind a text header). The PNG
+//     encoder is this package's own: the Up filter on every row and
+//     klauspost/compress flate at level 1, compressed in parallel stripes
+//     for large images, several times faster than image/png; as a
+//     TextEncoder it also writes tEXt/iTXt chunks, as Pillow's PngInfo does.
 //   - Send: checks everything it can before emitting anything, then per
 //     image converts, encodes, hashes, splits with protocol.Splitter and
 //     emits the parts, then reports progress.
 //
 // sendimage imports only the standard library, golang.org/x/image,
-// klauspost/compress and nodecast's protocol. It must never import plugins
+// klauspost/compress, the two WebP libraries and nodecast's protocol. It must never import plugins
 // or host: they depend on it, not the other way round.
 package sendimage

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/image/bmp"
 	"golang.org/x/image/tiff"
+	xwebp "golang.org/x/image/webp"
 
 	"github.com/nodecast/nodecast/protocol"
 )
@@ -19,10 +20,13 @@ import (
 func TestEncodersRoundTrip(t *testing.T) {
 	decoders := map[string]func(io.Reader) (image.Image, error){
 		"png": png.Decode, "jpeg": jpeg.Decode, "bmp": bmp.Decode, "tiff": tiff.Decode,
+		"webp": decodeLossyWebP, "webp-lossless": xwebp.Decode, "raw": decodePNM,
 	}
 	meta := map[string][2]string{
 		"png": {"image/png", ".png"}, "jpeg": {"image/jpeg", ".jpg"},
 		"bmp": {"image/bmp", ".bmp"}, "tiff": {"image/tiff", ".tiff"},
+		"webp": {"image/webp", ".webp"}, "webp-lossless": {"image/webp", ".webp"},
+		"raw": {"image/x-portable-anymap", ".pnm"},
 	}
 	for _, name := range Names() {
 		for _, c := range []int{1, 3, 4} {
@@ -47,6 +51,15 @@ func TestEncodersRoundTrip(t *testing.T) {
 					}
 					if _, gray := m.(*image.Gray); gray != (c == 1) {
 						t.Errorf("decoded %T from %d channels", m, c)
+					}
+				case "webp": // lossy: 4:2:0 chroma, alpha kept; the noise is what it loses
+					if d := meanAbsDiff(want, m); d > 6 {
+						t.Errorf("mean absolute difference %.2f at quality 90", d)
+					}
+					if c == 4 {
+						if d := meanAlphaDiff(want, m); d > 2 {
+							t.Errorf("alpha mean absolute difference %.2f", d)
+						}
 					}
 				case "bmp":
 					if c == 4 { // x/image/bmp ignores the alpha of a BITMAPINFOHEADER file, as most readers do
@@ -76,6 +89,19 @@ func meanAbsDiff(want *Pixels, m image.Image) float64 {
 		}
 	}
 	return sum / float64(3*want.W*want.H)
+}
+
+// meanAlphaDiff is the mean absolute difference of the alpha channels.
+func meanAlphaDiff(want *Pixels, m image.Image) float64 {
+	var sum float64
+	for y := 0; y < want.H; y++ {
+		for x := 0; x < want.W; x++ {
+			a := color.NRGBAModel.Convert(want.At(x, y)).(color.NRGBA)
+			b := color.NRGBAModel.Convert(m.At(x, y)).(color.NRGBA)
+			sum += float64(max(int(a.A)-int(b.A), int(b.A)-int(a.A)))
+		}
+	}
+	return sum / float64(want.W*want.H)
 }
 
 // countingWriter counts the bytes written to it.
@@ -117,7 +143,8 @@ func TestEncoderOptions(t *testing.T) {
 		ok   bool
 	}{
 		{"png", EncoderOptions{Level: LevelHuffmanOnly}, true},
-		{"png", EncoderOptions{Level: -3}, false},
+		{"png", EncoderOptions{Level: LevelCompact}, true},
+		{"png", EncoderOptions{Level: -4}, false},
 		{"png", EncoderOptions{Level: 10}, false},
 		{"png", EncoderOptions{Workers: -1}, false},
 		{"jpeg", EncoderOptions{Quality: 1}, true},

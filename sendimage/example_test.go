@@ -55,14 +55,14 @@ func Example_registry() {
 	}
 	fmt.Printf("%s %q\n", enc.MIME(), buf.String())
 
-	_, err = reg.New("webp", sendimage.EncoderOptions{})
+	_, err = reg.New("avif", sendimage.EncoderOptions{})
 	fmt.Println(errors.Is(err, sendimage.ErrUnknownEncoder))
 	fmt.Println(err)
 	// Output:
-	// [bmp jpeg png ppm tiff]
+	// [bmp jpeg png ppm raw tiff webp webp-lossless]
 	// image/x-portable-pixmap "P6 2 1 255\n\xff\x00\x00\x00\x00\xff"
 	// true
-	// sendimage: unknown encoder "webp" (known: bmp, jpeg, png, ppm, tiff)
+	// sendimage: unknown encoder "avif" (known: bmp, jpeg, png, ppm, raw, tiff, webp, webp-lossless)
 }
 
 // printer is an Emitter that prints what a sender node would hand the host.

@@ -39,6 +39,8 @@ func (l Level) flateLevel() int {
 		return flate.NoCompression
 	case LevelHuffmanOnly:
 		return flate.HuffmanOnly
+	case LevelCompact:
+		return levelAutoCompact
 	}
 	return int(l)
 }
@@ -74,8 +76,8 @@ type pngEncoder struct {
 }
 
 func newPNGEncoder(opts EncoderOptions) (Encoder, error) {
-	if opts.Level < LevelHuffmanOnly || opts.Level > LevelBest {
-		return nil, &OptionError{Owner: "png", Option: "Level", Value: opts.Level, Reason: "want -2 (Huffman only), -1 (none), 0 (default) or 1..9"}
+	if opts.Level < LevelCompact || opts.Level > LevelBest {
+		return nil, &OptionError{Owner: "png", Option: "Level", Value: opts.Level, Reason: "want -3 (compact), -2 (Huffman only), -1 (none), 0 (default) or 1..9"}
 	}
 	if opts.Workers < 0 {
 		return nil, &OptionError{Owner: "png", Option: "Workers", Value: opts.Workers, Reason: "want 0 (GOMAXPROCS) or more"}
@@ -101,7 +103,7 @@ func (e *pngEncoder) Encode(w io.Writer, m image.Image) error {
 	if err != nil {
 		return err
 	}
-	return e.encodeRows(w, src)
+	return e.encodeRowsText(w, src, nil)
 }
 
 // rows is an 8-bit image with interleaved channels and any row stride.
@@ -136,9 +138,10 @@ func rowsOf(name string, m image.Image, maxSide int) (*rows, error) {
 	return &rows{w: p.W, h: p.H, c: p.C, stride: p.W * p.C, pix: p.Pix}, nil
 }
 
-// encodeRows writes the whole PNG. Nothing is written before the input has
-// been checked, and the stream is written in a few large writes.
-func (e *pngEncoder) encodeRows(w io.Writer, r *rows) error {
+// encodeRowsText writes the whole PNG, with the ready-made text chunks
+// between IHDR and IDAT. Nothing is written before the input has been
+// checked, and the stream is written in a few large writes.
+func (e *pngEncoder) encodeRowsText(w io.Writer, r *rows, text [][]byte) error {
 	st := pngStatePool.Get().(*pngState)
 	defer func() {
 		st.idat.w = nil // keep no reference to the caller's writer in the pool
@@ -169,10 +172,18 @@ func (e *pngEncoder) encodeRows(w io.Writer, r *rows) error {
 	if _, err := w.Write(head[:]); err != nil {
 		return err
 	}
+	for _, c := range text {
+		if _, err := w.Write(c); err != nil {
+			return err
+		}
+	}
 
 	level := e.level
-	if level == levelAuto {
+	switch level {
+	case levelAuto:
 		level = st.chooseLevel(r)
+	case levelAutoCompact:
+		level = st.chooseCompact(r)
 	}
 	zh := zlibHeader(level)
 	st.idat.Write(zh[:])
@@ -300,6 +311,17 @@ const (
 // chooseLevel compresses a sample of r's filtered rows at flate level 1 and
 // Huffman-only and returns the level that made the smaller output.
 func (st *pngState) chooseLevel(r *rows) int {
+	sample := st.sample(r)
+	fast := probeSize(flate.BestSpeed, sample)
+	huff := probeSize(flate.HuffmanOnly, sample)
+	if huff < fast {
+		return flate.HuffmanOnly
+	}
+	return flate.BestSpeed
+}
+
+// sample returns probeWindows runs of r's filtered rows, in st's buffer.
+func (st *pngState) sample(r *rows) []byte {
 	rowLen := 1 + r.w*r.c
 	perWindow := max(1, min(probeBytes, r.h*rowLen/(8*probeWindows))/rowLen)
 	if perWindow*probeWindows >= r.h {
@@ -317,12 +339,7 @@ func (st *pngState) chooseLevel(r *rows) int {
 			filterUp(sample[n:], r, y)
 		}
 	}
-	fast := probeSize(flate.BestSpeed, sample)
-	huff := probeSize(flate.HuffmanOnly, sample)
-	if huff < fast {
-		return flate.HuffmanOnly
-	}
-	return flate.BestSpeed
+	return sample
 }
 
 // countWriter counts the bytes written to it.
@@ -335,6 +352,7 @@ func (c *countWriter) Write(p []byte) (int, error) { *c += countWriter(len(p)); 
 var probeWriters = map[int]*sync.Pool{
 	flate.BestSpeed:   {New: func() any { w, _ := flate.NewWriter(nil, flate.BestSpeed); return w }},
 	flate.HuffmanOnly: {New: func() any { w, _ := flate.NewWriter(nil, flate.HuffmanOnly); return w }},
+	compactLevel:      {New: func() any { w, _ := flate.NewWriter(nil, compactLevel); return w }},
 }
 
 // probeSize is the compressed size of b at flate level.

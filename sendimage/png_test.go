@@ -37,7 +37,7 @@ func mustEncoder(t testing.TB, name string, opts EncoderOptions) Encoder {
 
 func TestPNGRoundTrip(t *testing.T) {
 	sizes := [][2]int{{1, 1}, {3, 7}, {7, 3}, {1, 4097}, {4097, 1}, {64, 64}, {129, 67}}
-	levels := []Level{LevelDefault, LevelFast, LevelNone, LevelHuffmanOnly, 2, 6, LevelBest}
+	levels := []Level{LevelDefault, LevelFast, LevelNone, LevelHuffmanOnly, LevelCompact, 2, 6, LevelBest}
 	for _, c := range []int{1, 3, 4} {
 		for _, sz := range sizes {
 			lvs := levels

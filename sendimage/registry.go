@@ -22,8 +22,9 @@ type Encoder interface {
 // EncoderOptions tune an encoder. The zero value gives each encoder's
 // defaults; an encoder ignores the fields that do not apply to it.
 type EncoderOptions struct {
-	// Quality is JPEG quality, 1..100. 0 means 95, the quality ETN's
-	// ETN_SendImageWebSocket uses.
+	// Quality is JPEG and lossy WebP quality, 1..100. 0 means 95 for JPEG,
+	// the quality ETN's ETN_SendImageWebSocket uses, and 90 for WebP, what
+	// ComfyUI's /view previews use.
 	Quality int
 	// Level is the PNG compression level. 0 (LevelDefault) picks level 1 or
 	// Huffman-only per image, by a sample.
@@ -47,7 +48,8 @@ type Registry struct {
 func NewRegistry() *Registry { return &Registry{} }
 
 // Default is the registry that the package-level functions use, with the
-// built-in encoders: png, jpeg, bmp and tiff.
+// built-in encoders: png, jpeg, bmp, tiff, webp (lossy), webp-lossless and
+// raw (netpbm PPM, PGM or PAM).
 var Default = NewRegistry()
 
 // DefaultEncoder is the encoder used when none is named.
@@ -160,4 +162,7 @@ func init() {
 	Default.Register("jpeg", newJPEGEncoder)
 	Default.Register("bmp", newBMPEncoder)
 	Default.Register("tiff", newTIFFEncoder)
+	Default.Register("webp", newWebPEncoder)
+	Default.Register("webp-lossless", newWebPLosslessEncoder)
+	Default.Register("raw", newRawEncoder)
 }

@@ -10,13 +10,13 @@ import (
 	"testing"
 )
 
-// rawEncoder is a custom encoder: the bare pixels.
-type rawEncoder struct{}
+// bareEncoder is a custom encoder: the bare pixels.
+type bareEncoder struct{}
 
-func (rawEncoder) Name() string      { return "raw" }
-func (rawEncoder) MIME() string      { return "application/octet-stream" }
-func (rawEncoder) Extension() string { return ".raw" }
-func (rawEncoder) Encode(w io.Writer, m image.Image) error {
+func (bareEncoder) Name() string      { return "raw" }
+func (bareEncoder) MIME() string      { return "application/octet-stream" }
+func (bareEncoder) Extension() string { return ".raw" }
+func (bareEncoder) Encode(w io.Writer, m image.Image) error {
 	p := FromImage(m)
 	if err := p.Validate(); err != nil {
 		return err
@@ -25,7 +25,7 @@ func (rawEncoder) Encode(w io.Writer, m image.Image) error {
 	return err
 }
 
-func newRaw(EncoderOptions) (Encoder, error) { return rawEncoder{}, nil }
+func newRaw(EncoderOptions) (Encoder, error) { return bareEncoder{}, nil }
 
 func TestRegistryPanicsOnBadRegistration(t *testing.T) {
 	for _, tc := range []struct {
@@ -84,7 +84,7 @@ func TestRegistryLookup(t *testing.T) {
 }
 
 func TestDefaultRegistry(t *testing.T) {
-	if got := Names(); !slices.Equal(got, []string{"bmp", "jpeg", "png", "tiff"}) {
+	if got := Names(); !slices.Equal(got, []string{"bmp", "jpeg", "png", "raw", "tiff", "webp", "webp-lossless"}) {
 		t.Errorf("Names() = %v", got)
 	}
 	if f, err := Lookup("png"); err != nil || f == nil {
@@ -95,8 +95,8 @@ func TestDefaultRegistry(t *testing.T) {
 		t.Fatalf("default encoder %v %v", e, err)
 	}
 	c := Default.Clone()
-	c.Register("raw", newRaw)
-	if _, err := Lookup("raw"); err == nil {
+	c.Register("bare", newRaw)
+	if _, err := Lookup("bare"); err == nil {
 		t.Error("registering in a clone changed Default")
 	}
 	if _, err := c.Lookup("png"); err != nil {

@@ -232,7 +232,7 @@ func TestSendRefusesBeforeEmitting(t *testing.T) {
 		{"reserved event", good, SendOptions{Event: "executed"}, isA[*protocol.EventNameError]},
 		{"unknown encoder", good, SendOptions{Event: "e", Encoder: "gif"}, func(err error) bool {
 			var u *UnknownEncoderError
-			return errors.As(err, &u) && errors.Is(err, ErrUnknownEncoder) && strings.Join(u.Known, ",") == "bmp,jpeg,png,tiff"
+			return errors.As(err, &u) && errors.Is(err, ErrUnknownEncoder) && strings.Join(u.Known, ",") == "bmp,jpeg,png,raw,tiff,webp,webp-lossless"
 		}},
 		{"png missing from a custom registry", good, SendOptions{Event: "e", Registry: custom}, isA[*UnknownEncoderError]},
 		{"bad jpeg quality", good, SendOptions{Event: "e", Encoder: "jpeg", EncoderOptions: EncoderOptions{Quality: 101}}, isA[*OptionError]},

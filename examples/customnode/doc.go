@@ -6,7 +6,7 @@
 //
 //   - an encoder, "qoi": the Quite OK Image format (https://qoiformat.org),
 //     MIME image/qoi, registered into sendimage.Default at init next to the
-//     built-in png, jpeg, bmp and tiff;
+//     built-in png, jpeg, webp, webp-lossless, raw, bmp and tiff;
 //   - a sender node, Custom_SendImageQOI, that encodes each image of a batch
 //     as QOI and sends it to the prompt's client through sendimage.Send, in
 //     parts that fit one WebSocket message, under the event name it is given.

@@ -36,7 +36,7 @@ var qoiEnd = [8]byte{7: 1}
 
 // init registers the encoder into sendimage.Default, as a database/sql driver
 // registers itself: this plugin's process has its own Default, which then
-// holds png, jpeg, bmp, tiff and qoi.
+// holds the built-in encoders and qoi.
 func init() {
 	sendimage.Register("qoi", newQOIEncoder)
 }

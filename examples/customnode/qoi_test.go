@@ -300,7 +300,7 @@ func TestQOIRefuses(t *testing.T) {
 // TestRegistry checks that the plugin's registry holds the default encoders
 // and qoi.
 func TestRegistry(t *testing.T) {
-	want := []string{"bmp", "jpeg", "png", "qoi", "tiff"}
+	want := []string{"bmp", "jpeg", "png", "qoi", "raw", "tiff", "webp", "webp-lossless"}
 	if got := sendimage.Names(); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("encoders %v, want %v", got, want)
 	}

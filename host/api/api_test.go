@@ -25,12 +25,9 @@ import (
 	"github.com/nodecast/nodecast/protocol"
 )
 
-// The hub is what the executor broadcasts through: the two interfaces must
-// keep the same methods.
-var (
-	_ executor.Broadcaster = hub.Broadcaster(nil)
-	_ hub.Broadcaster      = executor.Broadcaster(nil)
-)
+// The hub is what the executor broadcasts through (one interface,
+// executor.Broadcaster; the hub has no copy of it).
+var _ executor.Broadcaster = (*hub.Hub)(nil)
 
 type env struct {
 	srv    *httptest.Server

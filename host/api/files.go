@@ -14,10 +14,8 @@ import (
 	_ "image/png"
 	"io"
 	"io/fs"
-	"mime"
 	"net/http"
 	"os"
-	"path"
 	"path/filepath"
 	"strings"
 
@@ -329,83 +327,4 @@ func randomHex() string {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
-}
-
-// downloadOnly are content types a browser would run; /view sends them as
-// downloads, as ComfyUI does.
-var downloadOnly = map[string]bool{
-	"text/html": true, "text/html-sandboxed": true, "application/xhtml+xml": true,
-	"text/javascript": true, "application/javascript": true, "text/css": true,
-	"image/svg+xml": true, // can carry scripts
-}
-
-// imageTypes complete mime's table, which has no bmp or tiff on a bare system.
-var imageTypes = map[string]string{".bmp": "image/bmp", ".tif": "image/tiff", ".tiff": "image/tiff", ".webp": "image/webp"}
-
-// getView serves a file: filename, subfolder and type (output by default).
-// A "name [input]" filename picks its type, as ComfyUI's annotated paths do.
-func (s *server) getView(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	if !q.Has("filename") {
-		http.NotFound(w, r)
-		return
-	}
-	filename := q.Get("filename")
-	typ := q.Get("type")
-	for _, t := range []string{"input", "output", "temp"} {
-		if strings.HasSuffix(filename, " ["+t+"]") {
-			filename, typ = strings.TrimSuffix(filename, " ["+t+"]"), t
-		}
-	}
-	if typ == "" {
-		typ = "output"
-	}
-	if filename == "" || strings.HasPrefix(filename, "/") || strings.Contains(filename, "..") || strings.ContainsAny(filename, "\\\x00") {
-		writeError(w, http.StatusBadRequest, typeBadPath, "Bad file name", fmt.Sprintf("%q", filename))
-		return
-	}
-	subfolder := q.Get("subfolder")
-	if err := checkSubfolder(subfolder); err != nil {
-		writeError(w, http.StatusBadRequest, typeBadPath, "Bad subfolder", err.Error())
-		return
-	}
-	dir, ok := s.dirFor(typ)
-	if !ok {
-		writeError(w, http.StatusBadRequest, typeInvalidRequest, fmt.Sprintf("Unknown type %q (want input, temp or output)", typ), "")
-		return
-	}
-	rel := filepath.FromSlash(path.Join(subfolder, filename))
-	if !filepath.IsLocal(rel) {
-		writeError(w, http.StatusBadRequest, typeBadPath, "Bad file name", fmt.Sprintf("%q", rel))
-		return
-	}
-	root, err := os.OpenRoot(dir)
-	if err != nil {
-		http.NotFound(w, r)
-		return
-	}
-	defer root.Close()
-	f, err := root.Open(rel)
-	if err != nil {
-		http.NotFound(w, r)
-		return
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil || !st.Mode().IsRegular() {
-		http.NotFound(w, r)
-		return
-	}
-	base := path.Base(filename)
-	ext := strings.ToLower(filepath.Ext(base))
-	ctype := imageTypes[ext]
-	if ctype == "" {
-		ctype = mime.TypeByExtension(ext)
-	}
-	if i := strings.IndexByte(ctype, ';'); i >= 0 && downloadOnly[strings.TrimSpace(ctype[:i])] || downloadOnly[ctype] || ctype == "" {
-		ctype = "application/octet-stream"
-	}
-	w.Header().Set("Content-Type", ctype)
-	w.Header().Set("Content-Disposition", fmt.Sprintf("filename=%q", base))
-	http.ServeContent(w, r, base, st.ModTime(), f)
 }

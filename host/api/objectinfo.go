@@ -65,10 +65,15 @@ func (s *server) inputFiles() []string {
 
 // nodeInfo is ComfyUI's /object_info entry of a class.
 func nodeInfo(spec plugins.Spec, inputFiles []string) map[string]any {
-	required, optional := map[string]any{}, map[string]any{}
-	requiredOrder, optionalOrder := []string{}, []string{}
+	required, optional, hidden := map[string]any{}, map[string]any{}, map[string]any{}
+	requiredOrder, optionalOrder, hiddenOrder := []string{}, []string{}, []string{}
 	for _, in := range spec.Inputs {
 		entry := inputEntry(in, inputFiles)
+		if plugins.IsHidden(in) { // filled by the host, as ComfyUI's "hidden": "PROMPT"
+			hidden[in.Name] = in.Type
+			hiddenOrder = append(hiddenOrder, in.Name)
+			continue
+		}
 		if in.Optional {
 			optional[in.Name] = entry
 			optionalOrder = append(optionalOrder, in.Name)
@@ -82,6 +87,10 @@ func nodeInfo(spec plugins.Spec, inputFiles []string) map[string]any {
 	if len(optional) > 0 {
 		input["optional"] = optional
 		order["optional"] = optionalOrder
+	}
+	if len(hidden) > 0 {
+		input["hidden"] = hidden
+		order["hidden"] = hiddenOrder
 	}
 	outputs, names, isList := []string{}, []string{}, []bool{}
 	for _, o := range spec.Outputs {

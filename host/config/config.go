@@ -64,7 +64,10 @@ type Config struct {
 	Defaults     NodeSettings
 	Workflows    map[string]*Workflow
 	WebSocket    WebSocket
-	Limits       Limits // memory and crash-loop bounds; zero values keep the host's defaults
+	OutputDir    string   // SaveImage's files; "" = the command line decides (./output)
+	TempDir      string   // PreviewImage's files, emptied at start; "" = the command line decides (./temp)
+	Sessions     Sessions // what is kept for clients between reconnects
+	Limits       Limits   // memory and crash-loop bounds; zero values keep the host's defaults
 }
 
 // Limits bounds what requests may make the host hold, and how the crash-loop
@@ -85,6 +88,21 @@ type WebSocket struct {
 	AllowedOrigins []string // Origin values accepted ("*" = any); empty = same host, or no Origin
 	AllowedHosts   []string // Host headers accepted (DNS-rebinding guard); empty = any
 	QueueBytes     int64    // per-client outbound bound; 0 = the hub's default (256 MiB)
+	// OnDuplicateClientID: "replace" (default, as ComfyUI: the new socket
+	// takes the clientId, the old one is closed with 4001) or "refuse" (409).
+	OnDuplicateClientID string
+}
+
+// Sessions bounds what the hub keeps per clientId: held messages for a
+// client that is away, and the replay window of resume clients. Zero values
+// keep the hub's defaults (60 s and 64 MiB held, 5 min and 64 MiB window,
+// 1 GiB over all windows).
+type Sessions struct {
+	HeldAge           time.Duration
+	HeldBytes         int64
+	WindowAge         time.Duration
+	WindowBytes       int64
+	WindowGlobalBytes int64
 }
 
 // NodeSettings are a sender node's settings. Empty strings and nil numbers
@@ -187,6 +205,12 @@ func Parse(name string, data []byte, baseDir string) (*Config, error) {
 		"input_dir": func(k string, n *yaml.Node) error {
 			return p.path(n, k, &c.InputDir)
 		},
+		"output_dir": func(k string, n *yaml.Node) error {
+			return p.path(n, k, &c.OutputDir)
+		},
+		"temp_dir": func(k string, n *yaml.Node) error {
+			return p.path(n, k, &c.TempDir)
+		},
 		"message_limit": func(k string, n *yaml.Node) error {
 			v, err := p.nonNegative(n, k)
 			if err == nil && v > 0 && v < 1024 {
@@ -201,6 +225,7 @@ func Parse(name string, data []byte, baseDir string) (*Config, error) {
 			return err
 		},
 		"defaults":  func(k string, n *yaml.Node) error { return p.settings(n, k, &c.Defaults) },
+		"sessions":  func(k string, n *yaml.Node) error { return p.sessions(n, k, &c.Sessions) },
 		"websocket": func(k string, n *yaml.Node) error { return p.websocket(n, k, &c.WebSocket) },
 		"limits":    func(k string, n *yaml.Node) error { return p.limits(n, k, &c.Limits) },
 		"workflows": func(k string, n *yaml.Node) error {
@@ -347,7 +372,54 @@ func (p *parser) websocket(n *yaml.Node, key string, ws *WebSocket) error {
 			ws.QueueBytes = b
 			return err
 		},
+		"on_duplicate_client_id": func(k string, v *yaml.Node) error {
+			if err := p.str(v, k, &ws.OnDuplicateClientID); err != nil {
+				return err
+			}
+			if ws.OnDuplicateClientID != "replace" && ws.OnDuplicateClientID != "refuse" {
+				return p.errAt(v, k, fmt.Sprintf("%q is not replace or refuse", ws.OnDuplicateClientID))
+			}
+			return nil
+		},
 	})
+}
+
+// sessions decodes the sessions section.
+func (p *parser) sessions(n *yaml.Node, key string, s *Sessions) error {
+	// A window must hold a few messages of the default 4 MiB limit: a resume
+	// client is evicted half a window behind.
+	size := func(dst *int64, least int64, why string) func(string, *yaml.Node) error {
+		return func(k string, v *yaml.Node) error {
+			b, err := p.nonNegative(v, k)
+			if err == nil && b > 0 && b < least {
+				return p.errAt(v, k, fmt.Sprintf("%d is too small %s (want 0 for the default, or at least %d)", b, why, least))
+			}
+			*dst = b
+			return err
+		}
+	}
+	const window = 16 << 20
+	return p.mapping(n, key, map[string]func(string, *yaml.Node) error{
+		"held_age":            func(k string, v *yaml.Node) error { return p.duration(v, k, &s.HeldAge) },
+		"held_bytes":          size(&s.HeldBytes, 1<<20, "to hold one part"),
+		"window_age":          func(k string, v *yaml.Node) error { return p.duration(v, k, &s.WindowAge) },
+		"window_bytes":        size(&s.WindowBytes, window, "to replay a few 4 MiB messages"),
+		"window_global_bytes": size(&s.WindowGlobalBytes, window, "to replay a few 4 MiB messages"),
+	})
+}
+
+// duration reads a non-negative Go duration ("60s", "5m").
+func (p *parser) duration(n *yaml.Node, key string, dst *time.Duration) error {
+	var s string
+	if n.Kind != yaml.ScalarNode || n.Decode(&s) != nil {
+		return p.errAt(n, key, fmt.Sprintf("want a duration such as 60s or 5m, got %s", describe(n)))
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return p.errAt(n, key, fmt.Sprintf("%q is not a non-negative duration such as 60s or 5m", s))
+	}
+	*dst = d
+	return nil
 }
 
 // strings reads a list of non-empty strings.

@@ -112,6 +112,18 @@ func TestWebSocketSection(t *testing.T) {
 	}
 }
 
+func TestSessionsSection(t *testing.T) {
+	path := writeConfig(t, "websocket: {on_duplicate_client_id: refuse}\nsessions:\n  held_age: 90s\n  held_bytes: 1048576\n  window_age: 10m\n  window_bytes: 16777216\n  window_global_bytes: 33554432\n", "")
+	c, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := config.Sessions{HeldAge: 90 * time.Second, HeldBytes: 1 << 20, WindowAge: 10 * time.Minute, WindowBytes: 16 << 20, WindowGlobalBytes: 32 << 20}
+	if c.Sessions != want || c.WebSocket.OnDuplicateClientID != "refuse" {
+		t.Fatalf("got %+v %q, want %+v refuse", c.Sessions, c.WebSocket.OnDuplicateClientID, want)
+	}
+}
+
 func TestEmptyFile(t *testing.T) {
 	for _, text := range []string{"", "# only a comment\n", "---\n"} {
 		c, err := config.Parse("empty.yaml", []byte(text), "")
@@ -204,6 +216,11 @@ func TestErrors(t *testing.T) {
 		{name: "websocket empty host", yaml: "websocket:\n  allowed_hosts: [localhost, \"\"]\n", key: "websocket.allowed_hosts[1]", reason: "empty string"},
 		{name: "websocket queue too small", yaml: "websocket: {queue_bytes: 4096}\n", key: "websocket.queue_bytes", reason: "too small"},
 		{name: "websocket unknown key", yaml: "websocket: {tokn: x}\n", key: "websocket.tokn", reason: `unknown key "tokn"`},
+		{name: "duplicate client id policy", yaml: "websocket: {on_duplicate_client_id: kick}\n", key: "websocket.on_duplicate_client_id", reason: "not replace or refuse"},
+		{name: "sessions bad age", yaml: "sessions: {held_age: soon}\n", key: "sessions.held_age", reason: "duration"},
+		{name: "sessions negative bytes", yaml: "sessions: {window_bytes: -1}\n", key: "sessions.window_bytes", reason: "negative"},
+		{name: "sessions window too small", yaml: "sessions: {window_bytes: 1048576}\n", key: "sessions.window_bytes", reason: "too small"},
+		{name: "sessions unknown key", yaml: "sessions: {window: 1}\n", key: "sessions.window", reason: "unknown key"},
 		{name: "node key matches nothing", yaml: withNodes(`      "42": {event: a.b}` + "\n"), workflow: portraitJSON, key: "workflows.portrait.nodes.42", reason: "matches neither a node id nor a _meta.title", line: 5},
 	}
 	for _, tc := range tests {

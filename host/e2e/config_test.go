@@ -170,7 +170,8 @@ func TestServeCommand(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "serve", "--listen", "127.0.0.1:0", "--config", path,
-		"--plugins", t.TempDir(), "--input-dir", inputDir, "--log-level", "warn")
+		"--plugins", t.TempDir(), "--input-dir", inputDir, "--log-level", "warn",
+		"--output-dir", t.TempDir(), "--temp-dir", t.TempDir())
 	var stderr logbuf.Buffer
 	cmd.Stderr = &stderr
 	stdout, err := cmd.StdoutPipe()

@@ -26,6 +26,7 @@ func serveOptions(t *testing.T, cfg *config.Config) host.Options {
 	opts := host.ConfigOptions(cfg)
 	opts.PluginDir = t.TempDir() // an empty plugin folder
 	opts.InputDir = t.TempDir()
+	opts.OutputDir, opts.TempDir = t.TempDir(), t.TempDir()
 	return opts
 }
 

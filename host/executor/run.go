@@ -156,7 +156,23 @@ func (r *promptRun) inputsOf(n *node) (inputs map[string]any, missing string) {
 		}
 		inputs[name] = out[l.slot]
 	}
+	r.addHidden(n, inputs)
 	return inputs, ""
+}
+
+// addHidden fills the hidden inputs n's Spec declares, as ComfyUI fills
+// "hidden": the prompt as run and the request's extra_data.extra_pnginfo.
+func (r *promptRun) addHidden(n *node, inputs map[string]any) {
+	for _, in := range n.spec.Inputs {
+		switch in.Type {
+		case plugins.TypePrompt:
+			inputs[in.Name] = r.j.item.Prompt
+		case plugins.TypeExtraPNGInfo:
+			if v, ok := r.j.item.ExtraData["extra_pnginfo"]; ok {
+				inputs[in.Name] = v
+			}
+		}
+	}
 }
 
 // call runs n once through the Runner and keeps the tensors it made for

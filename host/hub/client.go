@@ -4,10 +4,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
+	"github.com/nodecast/nodecast/host/stream"
 	"github.com/nodecast/nodecast/protocol"
 )
 
@@ -15,16 +18,10 @@ import (
 // answer its close frame.
 const closeGrace = 2 * time.Second
 
-// frame is one WebSocket message. Its data is shared between clients and
-// never modified after it is queued.
-type frame struct {
-	kind int // websocket.TextMessage or websocket.BinaryMessage
-	data []byte
-}
-
-// batch is the frames of one commit, queued to a client all or nothing.
+// batch is the messages of one commit, queued to a client all or nothing.
+// Their bytes are shared between clients and never modified once queued.
 type batch struct {
-	frames []frame
+	frames []stream.Message
 	size   int64
 }
 
@@ -34,19 +31,23 @@ type client struct {
 	hub    *Hub
 	id     string
 	remote string
-	conn   *websocket.Conn // nil while the id is reserved during the upgrade
+	conn   *websocket.Conn
+	sess   *session // set when the connection is attached
 
 	wake       chan struct{} // cap 1: the queue has frames or the client is closing
 	readerDone chan struct{}
 
 	mu        sync.Mutex
-	flags     protocol.FeatureFlags
-	parts     bool // flags has supports_image_parts: true
-	queue     []frame
-	queued    int64 // bytes in queue, including the frame being written
-	gone      bool  // reader ended or write failed: nothing more is sent
-	evicted   bool  // queue dropped; send closeCode now
-	closeCode int   // close frame to send once the queue is written (0: none)
+	queue     []stream.Message
+	queued    int64  // bytes in queue, including the frame being written
+	gone      bool   // reader ended or write failed: nothing more is sent
+	writing   bool   // the writer is writing queue[0]
+	status    []byte // the status message this connection got first
+	bound     int64  // queue bound; 0 = Options.QueueBytes (resume clients: Hub.resumeBound)
+	written   int64  // bytes taken off the queue so far
+	replayEnd int64  // written reaches this when the queued replay is written
+	evicted   bool   // queue dropped; send closeCode now
+	closeCode int    // close frame to send once the queue is written (0: none)
 	closeText string
 	closeBy   time.Time // deadline for writes after Close
 }
@@ -62,8 +63,9 @@ func (c *client) signal() {
 	}
 }
 
-// pushLocked appends b without the queue bound; only for a connection's first
-// message, queued while c.mu and the hub's lock are held.
+// pushLocked appends b without the queue bound; only for what a connection
+// gets when it attaches (status, held messages), queued while c.mu and the
+// hub's locks are held.
 func (c *client) pushLocked(b *batch) {
 	c.queue = append(c.queue, b.frames...)
 	c.queued += b.size
@@ -73,20 +75,27 @@ func (c *client) pushLocked(b *batch) {
 // enqueue queues b, or evicts the client when its queue would exceed
 // QueueBytes. It never blocks on the connection.
 func (c *client) enqueue(b *batch) {
-	limit := c.hub.opts.QueueBytes
 	c.mu.Lock()
+	limit := c.bound
+	if limit == 0 {
+		limit = c.hub.opts.QueueBytes
+	}
 	if c.gone || c.evicted || c.closeCode != 0 {
 		c.mu.Unlock()
 		return
 	}
-	if c.queued+b.size <= limit {
+	// A replay being written does not count: it is no backlog of this
+	// connection's, and counting it would evict a client that resumes
+	// after an eviction again at once.
+	replay := min(c.queued, max(0, c.replayEnd-c.written))
+	if c.queued-replay+b.size <= limit {
 		c.queue = append(c.queue, b.frames...)
 		c.queued += b.size
 		c.mu.Unlock()
 		c.signal()
 		return
 	}
-	queued := c.queued + b.size
+	queued := c.queued - replay + b.size
 	c.evicted = true
 	c.queue = nil
 	c.queued = 0
@@ -95,9 +104,20 @@ func (c *client) enqueue(b *batch) {
 	c.mu.Unlock()
 	c.signal()
 
-	c.hub.forget(c)
+	c.hub.detachLocked(c) // callers of enqueue hold commitMu
 	c.hub.evictions.Add(1)
 	c.hub.log.Warn("hub: slow client evicted", "client", c.id, "remote", c.remote, "queued", queued, "limit", limit)
+}
+
+// closeNow drops what is queued and makes the writer close with code at
+// once: the connection was replaced, or broke the protocol.
+func (c *client) closeNow(code int, text string) {
+	c.mu.Lock()
+	c.evicted = true
+	c.queue, c.queued = nil, 0
+	c.closeCode, c.closeText = code, text
+	c.mu.Unlock()
+	c.signal()
 }
 
 // shutdown makes the writer flush the queue by deadline, then close with code.
@@ -143,26 +163,36 @@ func (c *client) drain(ping <-chan time.Time) bool {
 			return !closing
 		}
 		f := c.queue[0]
-		deadline := time.Now().Add(c.hub.writeTimeout(len(f.data)))
-		if !c.closeBy.IsZero() && c.closeBy.Before(deadline) {
+		timeout := c.hub.writeTimeout(f.Len())
+		deadline := time.Now().Add(timeout)
+		closing := !c.closeBy.IsZero()
+		if closing && c.closeBy.Before(deadline) {
 			deadline = c.closeBy
 		}
+		c.writing = true
 		c.mu.Unlock()
 
 		c.conn.SetWriteDeadline(deadline)
-		err := c.conn.WriteMessage(f.kind, f.data)
+		err := c.write(f)
 
 		c.mu.Lock()
+		c.writing = false
 		if !c.evicted && len(c.queue) > 0 {
-			c.queue[0] = frame{}
+			c.queue[0] = stream.Message{}
 			c.queue = c.queue[1:]
-			c.queued -= int64(len(f.data))
+			c.queued -= int64(f.Len())
+			c.written += int64(f.Len())
 			if len(c.queue) == 0 {
 				c.queue = nil
 			}
 		}
 		c.mu.Unlock()
 		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() && !closing {
+				c.timedOut(f.Len(), timeout)
+				return false
+			}
 			c.fail("write", err)
 			return false
 		}
@@ -176,6 +206,54 @@ func (c *client) drain(ping <-chan time.Time) bool {
 	}
 }
 
+// write writes one message: Head and Body as one WebSocket message, without
+// copying the shared Body.
+func (c *client) write(m stream.Message) error {
+	kind := websocket.TextMessage
+	if m.Binary {
+		kind = websocket.BinaryMessage
+	}
+	if len(m.Head) == 0 {
+		return c.conn.WriteMessage(kind, m.Body)
+	}
+	if m.Len() <= smallMessage {
+		return c.conn.WriteMessage(kind, append(append(make([]byte, 0, m.Len()), m.Head...), m.Body...))
+	}
+	w, err := c.conn.NextWriter(kind)
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write(m.Head); err != nil {
+		w.Close()
+		return err
+	}
+	if _, err := w.Write(m.Body); err != nil {
+		w.Close()
+		return err
+	}
+	return w.Close()
+}
+
+// smallMessage: a message up to this size with a head is copied into one
+// buffer and sent as one frame; larger ones are written head then body.
+const smallMessage = 64 << 10
+
+// timedOut drops a client whose write did not finish in time: one log line,
+// one counter, and a close frame when the connection still takes one (the
+// timed-out write may have left a frame half sent, so the client may see
+// only the connection end).
+func (c *client) timedOut(size int, timeout time.Duration) {
+	c.mu.Lock()
+	c.gone = true
+	c.mu.Unlock()
+	c.hub.writeTimeouts.Add(1)
+	c.hub.log.Warn("hub: client dropped: write timed out", "client", c.id, "remote", c.remote,
+		"size", size, "timeout", timeout)
+	c.conn.WriteControl(websocket.CloseMessage,
+		websocket.FormatCloseMessage(CloseSlowClient, "write timed out after "+timeout.String()),
+		time.Now().Add(min(closeGrace, c.hub.opts.WriteTimeout)))
+}
+
 // ping sends a ping; the client's pong extends the read deadline.
 func (c *client) ping() bool {
 	err := c.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.hub.opts.WriteTimeout))
@@ -187,10 +265,11 @@ func (c *client) ping() bool {
 }
 
 // fail marks the connection unusable after a failed write.
+// What is still queued stays for detach, which holds it for a plain
+// client's reconnect.
 func (c *client) fail(what string, err error) {
 	c.mu.Lock()
 	c.gone = true
-	c.queue, c.queued = nil, 0
 	c.mu.Unlock()
 	c.hub.log.Debug("hub: "+what+" failed", "client", c.id, "err", err)
 }
@@ -221,11 +300,11 @@ func (c *client) finish() {
 // readLoop reads client messages until the connection ends, then frees the id.
 func (c *client) readLoop() {
 	defer func() {
+		c.hub.detach(c) // takes what is still queued, for a plain client's reconnect
 		c.mu.Lock()
 		c.gone = true
 		c.queue, c.queued = nil, 0
 		c.mu.Unlock()
-		c.hub.forget(c)
 		close(c.readerDone)
 		c.conn.Close()
 	}()
@@ -235,6 +314,7 @@ func (c *client) readLoop() {
 	c.conn.SetPongHandler(func(string) error {
 		return c.conn.SetReadDeadline(time.Now().Add(pongWait))
 	})
+	first := true
 	for {
 		kind, data, err := c.conn.ReadMessage()
 		if err != nil {
@@ -246,36 +326,57 @@ func (c *client) readLoop() {
 			}
 			return
 		}
-		if kind != websocket.TextMessage {
-			c.hub.log.Debug("hub: ignored binary message from client", "client", c.id, "size", len(data))
+		c.mu.Lock()
+		closing := c.evicted
+		c.mu.Unlock()
+		if closing { // closed by the hub: only the client's close answer matters now
 			continue
 		}
-		c.handle(data)
+		if kind == websocket.TextMessage && !utf8.Valid(data) {
+			c.hub.invalidUTF8.Add(1)
+			c.hub.log.Warn("hub: client closed: text message is not valid UTF-8", "client", c.id, "remote", c.remote,
+				"size", len(data))
+			c.closeNow(CloseInvalidUTF8, "text message is not valid UTF-8")
+			c.hub.detach(c)
+			continue
+		}
+		wasFirst := first
+		first = false
+		if kind != websocket.TextMessage {
+			c.hub.log.Debug("hub: ignored binary message from client", "client", c.id, "size", len(data))
+			if wasFirst {
+				c.hub.endWaiting(c, "first message was binary")
+			}
+			continue
+		}
+		c.handle(data, wasFirst)
 	}
 }
 
 // handle acts on one client text message. Only feature_flags means anything;
 // the rest is ignored, as ComfyUI does.
-func (c *client) handle(data []byte) {
+// first says whether it is the connection's first message, the only one
+// that may resume.
+func (c *client) handle(data []byte, first bool) {
 	var m protocol.RawMessage
-	if err := json.Unmarshal(data, &m); err != nil {
-		c.hub.log.Debug("hub: ignored malformed client message", "client", c.id, "err", err)
-		return
-	}
-	if m.Type != protocol.TypeFeatureFlags {
-		c.hub.log.Debug("hub: ignored client message", "client", c.id, "type", m.Type)
-		return
-	}
 	var flags protocol.FeatureFlags
-	if err := json.Unmarshal(m.Data, &flags); err != nil || flags == nil {
-		c.hub.log.Debug("hub: ignored feature_flags without an object", "client", c.id, "err", err)
+	err := json.Unmarshal(data, &m)
+	switch {
+	case err != nil:
+		c.hub.log.Debug("hub: ignored malformed client message", "client", c.id, "err", err)
+	case m.Type != protocol.TypeFeatureFlags:
+		c.hub.log.Debug("hub: ignored client message", "client", c.id, "type", m.Type)
+	default:
+		if err := json.Unmarshal(m.Data, &flags); err != nil || flags == nil {
+			c.hub.log.Debug("hub: ignored feature_flags without an object", "client", c.id, "err", err)
+		}
+	}
+	if flags == nil {
+		if first {
+			c.hub.endWaiting(c, "first message was not feature_flags")
+		}
 		return
 	}
-	c.mu.Lock()
-	c.flags = flags
-	c.parts = flags.Bool(protocol.FlagImageParts)
-	c.mu.Unlock()
 	c.hub.log.Debug("hub: client feature flags", "client", c.id, "flags", flags)
-	msg := c.hub.flagsMsg
-	c.enqueue(&batch{frames: []frame{{kind: websocket.TextMessage, data: msg}}, size: int64(len(msg))})
+	c.hub.handleFlags(c, flags, first)
 }

@@ -354,7 +354,7 @@ func TestRefusals(t *testing.T) {
 				{"rebinding", "clientId=b", http.Header{"Host": {"attacker.example"}}, http.StatusForbidden, "host"},
 			}
 		}},
-		{"clientId", Options{}, func(string) []attempt {
+		{"clientId", Options{OnDuplicateClientID: DuplicateRefuse}, func(string) []attempt {
 			return []attempt{
 				{"first", "clientId=taken", nil, 0, ""},
 				{"duplicate", "clientId=taken", nil, http.StatusConflict, "already connected"},

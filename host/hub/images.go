@@ -2,20 +2,19 @@ package hub
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"strconv"
 
-	"github.com/gorilla/websocket"
+	"github.com/nodecast/nodecast/host/stream"
 	"github.com/nodecast/nodecast/protocol"
 )
 
 // maxPartsPerImage bounds the part count a header may announce, so a bad
 // header cannot make the hub track millions of tiny parts.
 const maxPartsPerImage = 1 << 16
-
-// maxDropped bounds how many dropped image ids are remembered.
-const maxDropped = 4096
 
 // pendingImage holds the parts of an image until the last one arrives.
 type pendingImage struct {
@@ -29,9 +28,10 @@ type pendingImage struct {
 type shape int
 
 const (
-	shapePART   shape = iota // binary PART frames
-	shapeWhole               // one type 1 frame
-	shapeBase64              // base64 JSON text messages
+	shapePART    shape = iota // binary PART frames
+	shapeWhole                // one type 1 frame
+	shapeBase64               // base64 JSON text messages
+	shapePreview              // one type 4 frame: metadata JSON, then the image
 	numShapes
 )
 
@@ -64,7 +64,7 @@ func (h *Hub) Publish(clientID string, p *protocol.ImagePart) error {
 		h.mu.Unlock()
 		return ErrClosed
 	}
-	if _, ok := h.dropped[p.ImageID]; ok {
+	if dropped, _ := h.dropped.Lookup(protocol.ImageKey{PromptID: p.PromptID, ImageID: p.ImageID}); dropped {
 		h.mu.Unlock()
 		return &PartError{ImageID: p.ImageID, Part: p.Part, Reason: "the image was dropped after an earlier error"}
 	}
@@ -128,11 +128,7 @@ func (h *Hub) AbortImages(promptID string) {
 			h.droppedImages.Add(1)
 		}
 	}
-	for id, pid := range h.dropped {
-		if pid == promptID {
-			delete(h.dropped, id)
-		}
-	}
+	h.dropped.ForgetPrompt(promptID)
 }
 
 // dropLocked discards img (nil when it is not pending) and remembers p's
@@ -143,14 +139,7 @@ func (h *Hub) dropLocked(img *pendingImage, p *protocol.ImagePart) {
 		h.pendingBytes -= img.held
 	}
 	h.droppedImages.Add(1)
-	if _, ok := h.dropped[p.ImageID]; !ok {
-		h.dropped[p.ImageID] = p.PromptID
-		h.droppedOrder = append(h.droppedOrder, p.ImageID)
-	}
-	for len(h.droppedOrder) > maxDropped {
-		delete(h.dropped, h.droppedOrder[0])
-		h.droppedOrder = h.droppedOrder[1:]
-	}
+	h.dropped.Mark(protocol.ImageKey{PromptID: p.PromptID, ImageID: p.ImageID}, true)
 	h.log.Debug("hub: image dropped", "image", p.ImageID, "prompt", p.PromptID)
 }
 
@@ -158,24 +147,18 @@ func (h *Hub) dropLocked(img *pendingImage, p *protocol.ImagePart) {
 // makes (protocol's), then what the hub needs besides.
 func checkPart(p *protocol.ImagePart) error {
 	bad := func(reason string) error { return &PartError{ImageID: p.ImageID, Part: p.Part, Reason: reason} }
-	n := int64(len(p.Data))
 	if p.Parts > maxPartsPerImage {
 		return &protocol.LimitError{What: "image parts", Value: int64(p.Parts), Limit: maxPartsPerImage}
 	}
-	if err := p.PartHeader.Check(len(p.Data)); err != nil {
+	if err := p.PartHeader.CheckPart(len(p.Data)); err != nil {
 		var fe *protocol.FrameError
 		if errors.As(err, &fe) {
 			return bad(fe.Reason)
 		}
 		return bad(err.Error())
 	}
-	switch {
-	case len(p.ImageID) > 256:
+	if len(p.ImageID) > 256 {
 		return bad("image_id longer than 256 bytes")
-	case int64(p.Parts) > max(p.Size, 1):
-		return bad("parts " + strconv.Itoa(p.Parts) + " is more than the image's " + strconv.FormatInt(p.Size, 10) + " bytes")
-	case n == 0 && p.Size > 0:
-		return bad("empty part of a non-empty image")
 	}
 	switch p.Wire {
 	case "", protocol.WireComfy, protocol.WireB64Parts, protocol.WireParts:
@@ -188,24 +171,18 @@ func checkPart(p *protocol.ImagePart) error {
 	return nil
 }
 
-// mismatch says how p disagrees with the image's first part, or "".
+// mismatch says how p disagrees with the image's first part, or "": the
+// header fields every receiver compares (protocol's), then what only the
+// hub knows (the client, the node label and the wire).
 func (img *pendingImage) mismatch(clientID string, p *protocol.ImagePart) string {
 	f := &img.first
 	switch {
 	case clientID != img.clientID:
 		return "client " + strconv.Quote(clientID) + " differs from " + strconv.Quote(img.clientID)
-	case p.Parts != f.Parts:
-		return "parts " + strconv.Itoa(p.Parts) + " differs from " + strconv.Itoa(f.Parts)
-	case p.Size != f.Size:
-		return "size " + strconv.FormatInt(p.Size, 10) + " differs from " + strconv.FormatInt(f.Size, 10)
-	case p.SHA256 != f.SHA256:
-		return "sha256 differs from the other parts'"
-	case p.MIME != f.MIME:
-		return "mime " + strconv.Quote(p.MIME) + " differs from " + strconv.Quote(f.MIME)
-	case p.Event != f.Event || p.PromptID != f.PromptID || p.Node != f.Node || p.Label != f.Label:
-		return "event, prompt, node or label differs from the other parts'"
-	case p.Index != f.Index || p.Batch != f.Batch:
-		return "index or batch differs from the other parts'"
+	case p.Mismatch(&f.PartHeader) != "":
+		return p.Mismatch(&f.PartHeader)
+	case p.Label != f.Label:
+		return "nodelabel " + strconv.Quote(p.Label) + " differs from " + strconv.Quote(f.Label)
 	case p.Wire != f.Wire:
 		return "wire " + strconv.Quote(string(p.Wire)) + " differs from " + strconv.Quote(string(f.Wire))
 	}
@@ -241,42 +218,26 @@ func (h *Hub) commitImage(img *pendingImage) error {
 		}
 	}
 
+	f := framer{limit: h.limit(), first: &img.first, parts: parts}
 	h.commitMu.Lock()
 	defer h.commitMu.Unlock()
-	targets := h.targets(img.clientID)
-	shapes := make([]shape, len(targets))
-	var need [numShapes]bool
-	for i, c := range targets {
-		c.mu.Lock()
-		shapes[i] = shapeFor(c.parts, &img.first)
-		c.mu.Unlock()
-		need[shapes[i]] = true
-	}
-	f := framer{limit: h.opts.MessageLimit, first: &img.first, parts: parts}
-	var batches [numShapes]*batch
-	for s := range numShapes {
-		if need[s] {
-			b, err := f.frame(s)
-			if err != nil {
-				return err
-			}
-			batches[s] = b
-		}
-	}
-	for i, c := range targets {
-		c.enqueue(batches[shapes[i]])
-	}
-	return nil
+	return h.deliverLocked(img.clientID, func(t target) shape { return shapeFor(t.parts, t.preview, &img.first) }, f.frame)
 }
 
-// shapeFor picks how a client receives an image.
-func shapeFor(clientParts bool, p *protocol.ImagePart) shape {
+// shapeFor picks how a client receives an image. A client that sent
+// supports_preview_metadata gets type 4 where others get type 1, as
+// ComfyUI sends it; its image_type names any format, so it also carries
+// the ones type 1 has no code for.
+func shapeFor(clientParts, clientPreview bool, p *protocol.ImagePart) shape {
 	if clientParts {
 		return shapePART
 	}
 	switch p.Wire {
 	case protocol.WireB64Parts, protocol.WireParts:
 		return shapeBase64
+	}
+	if clientPreview {
+		return shapePreview
 	}
 	if _, ok := protocol.ImageFormatFor(p.MIME); ok {
 		return shapeWhole
@@ -296,48 +257,93 @@ func (f *framer) frame(s shape) (*batch, error) {
 	switch s {
 	case shapeWhole:
 		format, _ := protocol.ImageFormatFor(f.first.MIME)
-		buf := protocol.AppendImageFrame(make([]byte, 0, 8+f.first.Size), format, nil)
-		for _, p := range f.parts {
-			buf = append(buf, p.Data...)
+		head := protocol.AppendImageFrame(make([]byte, 0, 8), format, nil)
+		m := stream.Message{Binary: true, Head: head, Body: f.wholeBytes()}
+		return &batch{frames: []stream.Message{m}, size: int64(m.Len())}, nil
+	case shapePreview:
+		j, err := json.Marshal(previewHeader{
+			NodeID: f.first.Node, PromptID: f.first.PromptID, DisplayNodeID: f.first.Node,
+			RealNodeID: f.first.Node, ImageType: f.first.MIME,
+		})
+		if err != nil {
+			return nil, err
 		}
-		f.whole = buf[8:]
-		return &batch{frames: []frame{{kind: websocket.BinaryMessage, data: buf}}, size: int64(len(buf))}, nil
+		head := make([]byte, 8, 8+len(j))
+		binary.BigEndian.PutUint32(head, protocol.BinaryPreviewImageWithMetadata)
+		binary.BigEndian.PutUint32(head[4:], uint32(len(j)))
+		head = append(head, j...)
+		m := stream.Message{Binary: true, Head: head, Body: f.wholeBytes()}
+		return &batch{frames: []stream.Message{m}, size: int64(m.Len())}, nil
 	case shapePART:
-		if b, over, err := f.frameParts(f.parts, websocket.BinaryMessage, appendPART); over == 0 || err != nil {
+		if b, over, err := f.frameParts(f.parts, appendPART); over == 0 || err != nil {
 			return b, err
 		}
-		return f.resplit(websocket.BinaryMessage, appendPART)
+		return f.resplit(true, appendPART)
 	default:
-		if b, over, err := f.frameParts(f.parts, websocket.TextMessage, appendBase64); over == 0 || err != nil {
+		if b, over, err := f.frameParts(f.parts, appendBase64); over == 0 || err != nil {
 			return b, err
 		}
-		return f.resplit(websocket.TextMessage, appendBase64)
+		return f.resplit(false, appendBase64)
 	}
 }
 
-type appendFunc func(p *protocol.ImagePart) ([]byte, error)
-
-func appendPART(p *protocol.ImagePart) ([]byte, error) {
-	return protocol.AppendPartFrame(make([]byte, 0, 8+512+len(p.Data)), &p.PartHeader, p.Data)
+// previewHeader is the JSON of a type 4 frame, in ComfyUI's key order;
+// parent_node_id is null, as ComfyUI sends it for a node outside a subgraph.
+type previewHeader struct {
+	NodeID        string  `json:"node_id"`
+	PromptID      string  `json:"prompt_id"`
+	DisplayNodeID string  `json:"display_node_id"`
+	ParentNodeID  *string `json:"parent_node_id"`
+	RealNodeID    string  `json:"real_node_id"`
+	ImageType     string  `json:"image_type"`
 }
 
-func appendBase64(p *protocol.ImagePart) ([]byte, error) { return protocol.MarshalB64Part(p) }
+// wholeBytes returns the image's bytes, joined once (or the only part's).
+func (f *framer) wholeBytes() []byte {
+	if f.whole == nil {
+		if len(f.parts) == 1 {
+			f.whole = f.parts[0].Data
+		} else {
+			w := make([]byte, 0, f.first.Size)
+			for _, p := range f.parts {
+				w = append(w, p.Data...)
+			}
+			f.whole = w
+		}
+	}
+	return f.whole
+}
+
+// appendFunc frames one part as a message.
+type appendFunc func(p *protocol.ImagePart) (stream.Message, error)
+
+// appendPART frames a PART message: the header as Head, the part's bytes,
+// shared and not copied, as Body.
+func appendPART(p *protocol.ImagePart) (stream.Message, error) {
+	head, err := protocol.AppendPartFrame(make([]byte, 0, 8+512), &p.PartHeader, nil)
+	return stream.Message{Binary: true, Head: head, Body: p.Data}, err
+}
+
+func appendBase64(p *protocol.ImagePart) (stream.Message, error) {
+	b, err := protocol.MarshalB64Part(p)
+	return stream.Message{Body: b}, err
+}
 
 // frameParts frames each part. over is the size of the first message that is
 // not smaller than the limit (0 when all fit); the image must then be split
 // again.
-func (f *framer) frameParts(parts []*protocol.ImagePart, kind int, appendMsg appendFunc) (b *batch, over int, err error) {
-	b = &batch{frames: make([]frame, 0, len(parts))}
+func (f *framer) frameParts(parts []*protocol.ImagePart, appendMsg appendFunc) (b *batch, over int, err error) {
+	b = &batch{frames: make([]stream.Message, 0, len(parts))}
 	for _, p := range parts {
 		msg, err := appendMsg(p)
 		if err != nil {
 			return nil, 0, err
 		}
-		if len(msg) >= f.limit {
-			return nil, len(msg), nil
+		if msg.Len() >= f.limit {
+			return nil, msg.Len(), nil
 		}
-		b.frames = append(b.frames, frame{kind: kind, data: msg})
-		b.size += int64(len(msg))
+		b.frames = append(b.frames, msg)
+		b.size += int64(msg.Len())
 	}
 	return b, 0, nil
 }
@@ -345,14 +351,8 @@ func (f *framer) frameParts(parts []*protocol.ImagePart, kind int, appendMsg app
 // resplit cuts the whole image into parts whose messages fit the limit. The
 // sender's parts did not (a part sized for PART frames grows by a third as
 // base64), so clients of this shape see more, smaller parts.
-func (f *framer) resplit(kind int, appendMsg appendFunc) (*batch, error) {
-	if f.whole == nil {
-		w := make([]byte, 0, f.first.Size)
-		for _, p := range f.parts {
-			w = append(w, p.Data...)
-		}
-		f.whole = w
-	}
+func (f *framer) resplit(binary bool, appendMsg appendFunc) (*batch, error) {
+	f.wholeBytes()
 	// Measure the message around an empty payload, with every number at its
 	// widest, to learn how many payload bytes fit.
 	probe := *f.first
@@ -361,13 +361,13 @@ func (f *framer) resplit(kind int, appendMsg appendFunc) (*batch, error) {
 	if err != nil {
 		return nil, err
 	}
-	room := f.limit - 1 - len(empty)
-	if kind == websocket.TextMessage {
+	room := f.limit - 1 - empty.Len()
+	if !binary {
 		room = room / 4 * 3 // base64: 4 characters per 3 bytes
 	}
 	if room < 1 {
 		return nil, &PartError{ImageID: f.first.ImageID, Reason: "message limit " + strconv.Itoa(f.limit) +
-			" leaves no room for part data after a " + strconv.Itoa(len(empty)) + "-byte header"}
+			" leaves no room for part data after a " + strconv.Itoa(empty.Len()) + "-byte header"}
 	}
 	size := len(f.whole)
 	n := max(1, (size+room-1)/room)
@@ -378,7 +378,7 @@ func (f *framer) resplit(kind int, appendMsg appendFunc) (*batch, error) {
 		p.Part, p.Parts, p.Offset, p.Data = i, n, int64(lo), f.whole[lo:hi]
 		parts[i] = &p
 	}
-	b, over, err := f.frameParts(parts, kind, appendMsg)
+	b, over, err := f.frameParts(parts, appendMsg)
 	if err != nil {
 		return nil, err
 	}

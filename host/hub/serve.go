@@ -18,8 +18,10 @@ import (
 const maxClientIDLen = 256
 
 // ServeHTTP is ComfyUI's WebSocket endpoint (/ws and /api/ws). It checks Host,
-// Origin and the token, reserves the clientId (409 if it is connected), then
-// upgrades, sends the status message and serves the connection until it ends.
+// Origin and the token, then takes the clientId: a clientId already
+// connected is taken over (the old socket is closed with 4001), or refused
+// with 409 under DuplicateRefuse. It upgrades, sends the status message and
+// what was held for the clientId, and serves the connection until it ends.
 func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if re := h.admit(r); re != nil {
 		h.refuse(w, r, re)
@@ -31,47 +33,79 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	c := newClient(h, id, r.RemoteAddr)
 	h.mu.Lock()
-	switch {
-	case h.closed:
+	if h.closed {
 		h.mu.Unlock()
 		h.refuse(w, r, &refusal{Status: http.StatusServiceUnavailable, Reason: "server shutting down"})
 		return
-	case h.clients[id] != nil:
+	}
+	s := h.sessions[id]
+	if s != nil && (s.c != nil || s.upgrading != nil) && h.opts.OnDuplicateClientID == DuplicateRefuse {
 		h.mu.Unlock()
 		h.refuse(w, r, &refusal{Status: http.StatusConflict,
 			Reason: "clientId " + id + " is already connected; close that connection first or use another clientId"})
 		return
 	}
-	h.clients[id] = c // reserved: a concurrent connection with this id gets 409
+	if s == nil {
+		s = &session{id: id, detachedAt: time.Now()}
+		h.sessions[id] = s
+	}
+	s.upgrading = c // the newest connection for an id wins
 	h.mu.Unlock()
 
 	conn, err := h.upgrader.Upgrade(w, r, nil)
-	if err != nil {
-		h.forget(c) // the upgrader has answered the request already
+	if err != nil { // the upgrader has answered the request already
+		h.mu.Lock()
+		if s.upgrading == c {
+			s.upgrading = nil
+		}
+		h.mu.Unlock()
 		return
 	}
+	c.conn = conn
 	status, _ := protocol.Marshal(protocol.TypeStatus, protocol.StatusData{
 		Status: protocol.Status{ExecInfo: protocol.ExecInfo{QueueRemaining: h.opts.QueueRemaining()}},
 		SID:    id,
 	})
 
+	h.commitMu.Lock()
 	h.mu.Lock()
-	if h.closed {
+	code, text := 0, ""
+	switch {
+	case h.closed:
+		code, text = CloseShuttingDown, "server shutting down"
+	case s.upgrading != c || h.sessions[id] != s:
+		code, text = CloseReplaced, protocol.CloseReplacedText // a newer connection came during the upgrade
+	}
+	if code != 0 {
+		if s.upgrading == c {
+			s.upgrading = nil
+		}
 		h.mu.Unlock()
-		h.forget(c)
-		conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(CloseShuttingDown, "server shutting down"),
-			time.Now().Add(h.opts.WriteTimeout))
+		h.commitMu.Unlock()
+		conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), time.Now().Add(h.opts.WriteTimeout))
 		conn.Close()
 		return
 	}
-	c.mu.Lock()
-	c.conn = conn
-	// The status message goes first, before any commit can reach this client.
-	c.pushLocked(&batch{frames: []frame{{kind: websocket.TextMessage, data: status}}, size: int64(len(status))})
-	c.mu.Unlock()
+	s.upgrading = nil
+	old := s.c
+	if old != nil {
+		// Detach the old socket first, so that the new one takes over the
+		// session as a reconnect would (held messages, resume).
+		h.mu.Unlock()
+		h.detachLocked(old)
+		h.mu.Lock()
+	}
+	h.attachLocked(s, c, status)
 	h.writers.Add(1)
 	h.mu.Unlock()
+	h.commitMu.Unlock()
 
+	if old != nil {
+		old.closeNow(CloseReplaced, protocol.CloseReplacedText)
+		h.takeovers.Add(1)
+		h.log.Info("hub: connection replaced by a new one with the same clientId", "client", id,
+			"old", old.remote, "new", r.RemoteAddr)
+	}
 	h.log.Debug("hub: client connected", "client", id, "remote", r.RemoteAddr)
 	go c.writeLoop()
 	c.readLoop()

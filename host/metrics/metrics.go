@@ -77,6 +77,32 @@ var (
 		"Times the pack's crash-loop breaker opened.", []string{"pack"}, nil)
 )
 
+// Client sessions (takeover, held messages, resume window).
+var (
+	wsTakeovers = prometheus.NewDesc("nodecast_ws_takeovers_total",
+		"WebSocket connections closed with 4001 because a new one took their clientId.", nil, nil)
+	wsWriteTimeouts = prometheus.NewDesc("nodecast_ws_write_timeouts_total",
+		"WebSocket clients dropped because a write timed out.", nil, nil)
+	wsInvalidUTF8 = prometheus.NewDesc("nodecast_ws_invalid_utf8_total",
+		"WebSocket clients closed with 1007 for a text message that is not UTF-8.", nil, nil)
+	wsTruncated = prometheus.NewDesc("nodecast_ws_messages_truncated_total",
+		"JSON messages shortened to fit the message limit.", nil, nil)
+	sessionsDetached = prometheus.NewDesc("nodecast_sessions_detached",
+		"Client sessions kept for a client that may reconnect.", nil, nil)
+	sessionsResumes = prometheus.NewDesc("nodecast_sessions_resumes_total",
+		"Resume requests, by outcome: recovered or failed.", []string{"outcome"}, nil)
+	sessionsHeldDelivered = prometheus.NewDesc("nodecast_sessions_held_delivered_total",
+		"Held messages delivered to plain clients that reconnected.", nil, nil)
+	windowBytes = prometheus.NewDesc("nodecast_sessions_window_bytes",
+		"Memory held by the resume window (an image sent to several clients counts once).", nil, nil)
+	windowTrimmed = prometheus.NewDesc("nodecast_sessions_window_trimmed_total",
+		"Window entries trimmed, by cause: bytes (a client's bound), age, global.", []string{"cause"}, nil)
+	windowOverflows = prometheus.NewDesc("nodecast_sessions_window_overflows_total",
+		"Times a client's window lost entries to a byte bound.", nil, nil)
+	heldBytes = prometheus.NewDesc("nodecast_sessions_held_bytes",
+		"Memory held for plain clients that are away (a message held for several counts once).", nil, nil)
+)
+
 // Collector is a prometheus.Collector reading a host's live state.
 type Collector struct {
 	src Sources
@@ -89,7 +115,9 @@ func NewCollector(src Sources) *Collector { return &Collector{src: src} }
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	if c.src.Hub != nil {
 		for _, d := range []*prometheus.Desc{wsClients, wsEvictions, wsRefused, wsQueuedBytes,
-			imagesCommitted, imagesDropped, imagesPending, imagesPendingBytes} {
+			imagesCommitted, imagesDropped, imagesPending, imagesPendingBytes,
+			wsTakeovers, wsWriteTimeouts, wsInvalidUTF8, wsTruncated, sessionsDetached, sessionsResumes,
+			sessionsHeldDelivered, windowBytes, windowTrimmed, windowOverflows, heldBytes} {
 			ch <- d
 		}
 	}
@@ -132,6 +160,20 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		counter(imagesDropped, s.Dropped)
 		gauge(imagesPending, float64(s.PendingImages))
 		gauge(imagesPendingBytes, float64(s.PendingBytes))
+		counter(wsTakeovers, s.Takeovers)
+		counter(wsWriteTimeouts, s.WriteTimeouts)
+		counter(wsInvalidUTF8, s.InvalidUTF8)
+		counter(wsTruncated, s.Truncated)
+		gauge(sessionsDetached, float64(s.Detached))
+		counter(sessionsResumes, s.Resumed, "recovered")
+		counter(sessionsResumes, s.ResumeFailed, "failed")
+		counter(sessionsHeldDelivered, s.HeldDelivered)
+		gauge(windowBytes, float64(s.Window.UniqueBytes))
+		counter(windowTrimmed, s.Window.TrimmedBytes, "bytes")
+		counter(windowTrimmed, s.Window.TrimmedAge, "age")
+		counter(windowTrimmed, s.Window.TrimmedGlobal, "global")
+		counter(windowOverflows, s.Window.OverflowedLogs)
+		gauge(heldBytes, float64(s.Held.UniqueBytes))
 	}
 	if c.src.Executor != nil {
 		gauge(queueRemaining, float64(c.src.Executor.QueueRemaining()))

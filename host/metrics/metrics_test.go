@@ -20,6 +20,7 @@ import (
 	"github.com/nodecast/nodecast/host/hub"
 	"github.com/nodecast/nodecast/host/internal/logbuf"
 	"github.com/nodecast/nodecast/host/metrics"
+	"github.com/nodecast/nodecast/host/stream"
 	"github.com/nodecast/nodecast/host/supervisor"
 )
 
@@ -62,7 +63,11 @@ var (
 func busyHost() *fakeHost {
 	return &fakeHost{
 		stats: hub.Stats{Clients: 2, Evictions: 3, Refused: 4, PendingImages: 5, PendingBytes: 6000,
-			Committed: 70, Dropped: 8},
+			Committed: 70, Dropped: 8,
+			Takeovers: 13, WriteTimeouts: 14, InvalidUTF8: 15, Truncated: 16, Detached: 17, Resumed: 18,
+			ResumeFailed: 19, HeldDelivered: 20,
+			Window: stream.Stats{UniqueBytes: 21, TrimmedBytes: 22, TrimmedAge: 23, TrimmedGlobal: 24, OverflowedLogs: 25},
+			Held:   stream.Stats{UniqueBytes: 26}},
 		clients:  []hub.ClientInfo{{ID: "a", Queued: 100}, {ID: "b", Queued: 23}},
 		queue:    9,
 		finished: executor.Finished{Success: 10, Error: 11, Interrupted: 12},
@@ -149,6 +154,21 @@ func TestCollector(t *testing.T) {
 		"nodecast_plugin_breaker_state{pack=custom,state=half_open}":  0,
 		"nodecast_plugin_breaker_trips_total{pack=builtin}":           0,
 		"nodecast_plugin_breaker_trips_total{pack=custom}":            2,
+		// client sessions
+		"nodecast_ws_takeovers_total":                          13,
+		"nodecast_ws_write_timeouts_total":                     14,
+		"nodecast_ws_invalid_utf8_total":                       15,
+		"nodecast_ws_messages_truncated_total":                 16,
+		"nodecast_sessions_detached":                           17,
+		"nodecast_sessions_resumes_total{outcome=recovered}":   18,
+		"nodecast_sessions_resumes_total{outcome=failed}":      19,
+		"nodecast_sessions_held_delivered_total":               20,
+		"nodecast_sessions_window_bytes":                       21,
+		"nodecast_sessions_window_trimmed_total{cause=bytes}":  22,
+		"nodecast_sessions_window_trimmed_total{cause=age}":    23,
+		"nodecast_sessions_window_trimmed_total{cause=global}": 24,
+		"nodecast_sessions_window_overflows_total":             25,
+		"nodecast_sessions_held_bytes":                         26,
 	}
 	only := func(prefixes ...string) map[string]float64 {
 		out := map[string]float64{}
@@ -167,7 +187,7 @@ func TestCollector(t *testing.T) {
 		want map[string]float64
 	}{
 		{"every source", metrics.Sources{Hub: f, Executor: f, Supervisor: f}, all},
-		{"hub only", metrics.Sources{Hub: f}, only("nodecast_ws_", "nodecast_images_")},
+		{"hub only", metrics.Sources{Hub: f}, only("nodecast_ws_", "nodecast_images_", "nodecast_sessions_")},
 		{"executor only", metrics.Sources{Executor: f}, only("nodecast_queue_", "nodecast_prompts_")},
 		{"supervisor only", metrics.Sources{Supervisor: f}, only("nodecast_plugin_")},
 		{"none", metrics.Sources{}, map[string]float64{}},

@@ -4,7 +4,8 @@
 // those of ComfyUI and of the node packs that defined them, so existing
 // workflows run unchanged:
 //
-//	LoadImage, EmptyImage, ImageBatch              ComfyUI nodes.py
+//	LoadImage, EmptyImage, ImageBatch,
+//	SaveImage, PreviewImage                        ComfyUI nodes.py
 //	RepeatImageBatch                               ComfyUI comfy_extras
 //	SaveImageWebsocket                             ComfyUI's websocket_image_save example
 //	ETN_LoadImageBase64, ETN_LoadMaskBase64,
@@ -39,7 +40,10 @@
 //
 // LoadImage reads from the folder named by $NODECAST_INPUT_DIR (or
 // Options.InputDir), through os.Root, so neither "..", absolute paths nor
-// symbolic links reach outside it.
+// symbolic links reach outside it. SaveImage writes into
+// $NODECAST_OUTPUT_DIR and PreviewImage into $NODECAST_TEMP_DIR the same
+// way, naming files as ComfyUI does and writing each through a temporary
+// file hard-linked to its name, so concurrent writers never share a name.
 //
 // This package imports protocol, plugins (the SDK types only) and sendimage.
 // It must never import host or anything under it: the host loads packs, packs

@@ -31,6 +31,9 @@ type Options struct {
 	// Registry holds the encoders the senders offer and use. nil means
 	// sendimage.Default.
 	Registry *sendimage.Registry
+	// OutputDir is SaveImage's folder, TempDir PreviewImage's. Empty means
+	// the value of $NODECAST_OUTPUT_DIR / $NODECAST_TEMP_DIR, read at each run.
+	OutputDir, TempDir string
 }
 
 func (o Options) registry() *sendimage.Registry {
@@ -88,6 +91,8 @@ func NewPack(opts Options) plugins.Pack {
 			&saveImageWebsocket{opts: opts},
 			&ntlSendImageWebSocket{opts: opts, class: "NTL_SendImageWebSocket", display: "ntl Send Image (WebSocket)"},
 			&ntlSendImageWebSocket{opts: opts, class: "NTL_SendImagesWebSocket", display: "ntl Send Images (WebSocket)"},
+			&saveImage{opts: opts},
+			&saveImage{opts: opts, preview: true},
 		},
 	}
 }

@@ -133,7 +133,10 @@ func (n *sendImageOnWebSocket) Run(ctx context.Context, call *plugins.Call) (plu
 // (where ComfyUI uses compress_level 1), or JPEG at quality 95.
 type etnSendImageWebSocket struct{ opts Options }
 
-var etnFormats = map[string]string{"PNG": "png", "JPEG": "jpeg"}
+// etnFormats maps ETN's format choices to encoders. WEBP and RAW are
+// nodecast's: type 1 frames have no code for them, so clients without
+// preview metadata or PART support get them as base64 parts.
+var etnFormats = map[string]string{"PNG": "png", "JPEG": "jpeg", "WEBP": "webp", "RAW": "raw"}
 
 func (n *etnSendImageWebSocket) Spec() plugins.Spec {
 	return plugins.Spec{
@@ -144,7 +147,7 @@ func (n *etnSendImageWebSocket) Spec() plugins.Spec {
 		OutputNode:  true,
 		Inputs: []plugins.Input{
 			imagesInput,
-			comboInput("format", []string{"PNG", "JPEG"}, "PNG", "Image file format."),
+			comboInput("format", []string{"PNG", "JPEG", "WEBP", "RAW"}, "PNG", "Image file format (WEBP at the JPEG quality, RAW is netpbm PPM/PGM/PAM)."),
 		},
 	}
 }
@@ -157,7 +160,7 @@ func (n *etnSendImageWebSocket) Run(ctx context.Context, call *plugins.Call) (pl
 	encoder, ok := etnFormats[format]
 	if !ok {
 		return plugins.Result{}, &plugins.InputError{Node: call.NodeID, Input: "format",
-			Reason: fmt.Sprintf("%q is not PNG or JPEG", format)}
+			Reason: fmt.Sprintf("%q is not PNG, JPEG, WEBP or RAW", format)}
 	}
 	opts := n.opts.sendOptions(call)
 	opts.Event, opts.Encoder, opts.Wire = EventETN, encoder, protocol.WireComfy

@@ -231,8 +231,20 @@ func TestETNSendImageWebSocket(t *testing.T) {
 			t.Fatalf("mime %q", em.parts[0].MIME)
 		}
 	})
+	t.Run("webp and raw", func(t *testing.T) {
+		for format, mime := range map[string]string{"WEBP": "image/webp", "RAW": "image/x-portable-anymap"} {
+			res, em, err := run(t, "ETN_SendImageWebSocket", map[string]any{"images": images, "format": format})
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantUI(t, res, mime, mime, mime)
+			if em.parts[0].MIME != mime {
+				t.Fatalf("%s: mime %q", format, em.parts[0].MIME)
+			}
+		}
+	})
 	t.Run("bad format", func(t *testing.T) {
-		_, _, err := run(t, "ETN_SendImageWebSocket", map[string]any{"images": images, "format": "WEBP"})
+		_, _, err := run(t, "ETN_SendImageWebSocket", map[string]any{"images": images, "format": "GIF"})
 		if !errors.Is(err, plugins.ErrInput) {
 			t.Fatalf("err = %v, want ErrInput", err)
 		}
@@ -456,12 +468,13 @@ func TestSpecs(t *testing.T) {
 		"LoadImage", "EmptyImage", "RepeatImageBatch", "ImageBatch",
 		"ETN_LoadImageBase64", "ETN_LoadMaskBase64", "NTL_LoadImageBase64", "NTL_LoadMaskBase64", "NTL_LoadImagesBase64",
 		"SendImageOnWebSocket", "ETN_SendImageWebSocket", "SaveImageWebsocket", "NTL_SendImageWebSocket", "NTL_SendImagesWebSocket",
+		"SaveImage", "PreviewImage",
 	}
 	var got []string
 	for _, n := range p.Nodes {
 		s := n.Spec()
 		got = append(got, s.ClassType)
-		sender := strings.Contains(s.ClassType, "Send") || s.ClassType == "SaveImageWebsocket"
+		sender := strings.Contains(s.ClassType, "Send") || strings.HasPrefix(s.ClassType, "Save") || s.ClassType == "PreviewImage"
 		if s.OutputNode != sender {
 			t.Errorf("%s: OutputNode %v", s.ClassType, s.OutputNode)
 		}
@@ -483,7 +496,7 @@ func TestSpecs(t *testing.T) {
 					t.Errorf("%s.%s: default %d outside %d..%d", s.ClassType, in.Name, def, lo, hi)
 				}
 			}
-			if in.Options["tooltip"] == nil {
+			if in.Options["tooltip"] == nil && !plugins.IsHidden(in) {
 				t.Errorf("%s.%s: no tooltip", s.ClassType, in.Name)
 			}
 		}

@@ -63,6 +63,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 type settings struct {
 	listen, plugins, configFile, inputDir, logLevel string
 	logLevelSet                                     bool // --log-level given on the command line
+	outputDir, tempDir                              string
 	cfg                                             *config.Config
 }
 
@@ -76,6 +77,8 @@ func parseFlags(name string, args []string, stderr io.Writer, withListen bool) (
 	fs.StringVar(&s.plugins, "plugins", "./plugins.d", "folder of plugin binaries (a missing folder is fine)")
 	fs.StringVar(&s.configFile, "config", "", "YAML config file (default: the embedded config)")
 	fs.StringVar(&s.inputDir, "input-dir", "./input", "folder for uploads and LoadImage")
+	fs.StringVar(&s.outputDir, "output-dir", "./output", "folder SaveImage writes and /view?type=output serves")
+	fs.StringVar(&s.tempDir, "temp-dir", "./temp", "folder PreviewImage writes; emptied at start")
 	fs.StringVar(&s.logLevel, "log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -115,6 +118,18 @@ func parseFlags(name string, args []string, stderr io.Writer, withListen bool) (
 	if !set["input-dir"] && s.cfg.InputDir != "" {
 		s.inputDir = s.cfg.InputDir
 	}
+	if !set["output-dir"] && s.cfg.OutputDir != "" {
+		s.outputDir = s.cfg.OutputDir
+	}
+	if !set["temp-dir"] && s.cfg.TempDir != "" {
+		s.tempDir = s.cfg.TempDir
+	}
+	for flagName, dir := range map[string]string{"output-dir": s.outputDir, "temp-dir": s.tempDir} {
+		if fi, err := os.Stat(dir); err == nil && !fi.IsDir() {
+			fmt.Fprintf(stderr, "nodecast %s: --%s %s is not a folder\n", name, flagName, dir)
+			return nil, exitError
+		}
+	}
 	if fi, err := os.Stat(s.plugins); err == nil && !fi.IsDir() {
 		fmt.Fprintf(stderr, "nodecast %s: --plugins %s is not a folder\n", name, s.plugins)
 		return nil, exitError
@@ -141,6 +156,7 @@ func (s *settings) hostOptions(log *slog.Logger) host.Options {
 	}
 	opts.PluginDir = s.plugins
 	opts.InputDir = s.inputDir
+	opts.OutputDir, opts.TempDir = s.outputDir, s.tempDir
 	opts.Logger = log
 	opts.Listen = s.listen // a loopback address makes every route refuse foreign Host values
 	return opts
@@ -176,6 +192,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	go func() { errc <- srv.Serve(ln) }()
 	log.Info("nodecast serving", "url", "http://"+ln.Addr().String(), "config", s.cfg.File,
 		"plugins", s.plugins, "input_dir", s.inputDir, "classes", len(h.Classes()))
+	log.Info("nodecast output folders", "output_dir", s.outputDir, "temp_dir", s.tempDir)
 	fmt.Fprintf(stdout, "nodecast serving on http://%s (ws://%s/ws)\n", ln.Addr(), ln.Addr())
 	select {
 	case <-ctx.Done():
@@ -203,6 +220,8 @@ func nodes(args []string, stdout, stderr io.Writer) int {
 	defer cancel()
 	opts := s.hostOptions(log)
 	opts.InputDir = os.TempDir() // listing must not create ./input
+	// nor ./output, nor empty ./temp
+	opts.OutputDir, opts.TempDir, opts.KeepTempDir = os.TempDir(), os.TempDir(), true
 	h, err := host.New(ctx, opts)
 	if err != nil {
 		fmt.Fprintf(stderr, "nodecast nodes: %v\n", err)

@@ -83,6 +83,8 @@ func TestStartErrors(t *testing.T) {
 	}{
 		{"plugins is a file, nodes", []string{"nodes", "--plugins", file}, []string{"nodecast nodes: --plugins " + file + " is not a folder"}},
 		{"plugins is a file, serve", []string{"serve", "--listen", "127.0.0.1:0", "--plugins", file}, []string{"nodecast serve: --plugins " + file + " is not a folder"}},
+		{"output dir is a file", []string{"serve", "--listen", "127.0.0.1:0", "--output-dir", file}, []string{"nodecast serve: --output-dir " + file + " is not a folder"}},
+		{"temp dir is a file", []string{"serve", "--listen", "127.0.0.1:0", "--temp-dir", file}, []string{"nodecast serve: --temp-dir " + file + " is not a folder"}},
 		{"message limit too small", []string{"nodes", "--config", tooSmall}, []string{tooSmall + ":2", "message_limit", "12 is too small"}},
 		{"unknown key", []string{"serve", "--config", unknownKey}, []string{unknownKey + ":2", `unknown key "plugin"`, "plugins"}},
 		{"bad wire", []string{"nodes", "--config", badWire}, []string{badWire + ":3", "defaults.wire", `unknown wire "fast"`}},
