@@ -465,3 +465,22 @@ func TestObjectInfoMatchesRunLimits(t *testing.T) {
 		}
 	}
 }
+
+// Item 6: a chunked prompt refused at the body limit costs the host about
+// the limit in memory, not the two to three times that a buffer grown by
+// doubling costs.
+func TestOversizeChunkedPromptCostsTheLimit(t *testing.T) {
+	const limit = 16 << 20
+	_, srv := loopbackHost(t, host.Options{MaxBodyBytes: limit})
+	fill := bytes.Repeat([]byte("A"), 64<<10)
+	before := heapAllocs()
+	code, body, err := rawPost(t, srv, "/prompt", "application/json", []byte(`{"prompt": {}, "pad": "`), fill, 3*limit)
+	allocated := heapAllocs() - before
+	if err != nil || code != http.StatusRequestEntityTooLarge {
+		t.Fatalf("status %d (%s), err %v; want 413", code, body, err)
+	}
+	if allocated > limit+limit/2 {
+		t.Errorf("refusing a %d MiB chunked body at the %d MiB limit allocated %d MiB", 3*limit>>20, limit>>20, allocated>>20)
+	}
+	t.Logf("%d MiB allocated", allocated>>20)
+}

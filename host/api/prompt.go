@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -45,13 +46,48 @@ func (s *server) readObject(w http.ResponseWriter, r *http.Request, emptyOK bool
 // doubling, which holds up to twice a large prompt while it grows.
 func readBody(r *http.Request) ([]byte, error) {
 	if r.ContentLength <= 0 {
-		return io.ReadAll(r.Body)
+		return readChunks(r.Body)
 	}
 	buf := make([]byte, r.ContentLength)
 	if _, err := io.ReadFull(r.Body, buf); err != nil {
 		return nil, err // a body shorter than it said is not a prompt
 	}
 	return buf, nil
+}
+
+// bodyChunk is the most readChunks reads at a time.
+const bodyChunk = 1 << 20
+
+// readChunks reads a body of unknown size in chunks and joins them once at
+// the end: a body refused at the limit has cost the limit, not the twice
+// the limit io.ReadAll's growing buffer costs while it copies.
+func readChunks(body io.Reader) ([]byte, error) {
+	var chunks [][]byte
+	total, size := 0, 32<<10 // small bodies, the usual ones, take one small chunk
+	for {
+		c := make([]byte, size)
+		size = min(2*size, bodyChunk)
+		n, err := io.ReadFull(body, c)
+		if n > 0 {
+			chunks = append(chunks, c[:n])
+			total += n
+		}
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if len(chunks) == 1 {
+		return chunks[0], nil
+	}
+	out := make([]byte, 0, total)
+	for i, c := range chunks {
+		out = append(out, c...)
+		chunks[i] = nil // each chunk can go as soon as it is copied
+	}
+	return out, nil
 }
 
 func decodeNumbers(raw json.RawMessage, dst any) error {
