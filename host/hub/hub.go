@@ -405,8 +405,8 @@ func (h *Hub) noteExecuting(clientID string, msg []byte) {
 
 // target is one session a commit goes to, as it was when the commit began.
 type target struct {
-	s      *session
-	c      *client // live socket, nil when the session is detached or waiting
+	s       *session
+	c       *client // live socket, nil when the session is detached or waiting
 	resume  bool
 	parts   bool // receives PART frames
 	preview bool // sent supports_preview_metadata: type 4 where others get type 1
