@@ -83,9 +83,11 @@ func startBrowser(t *testing.T) context.Context {
 }
 
 // wsCutProxy forwards TCP connections to the host and cuts WebSocket
-// connections (those whose request is GET /ws) after a given number of bytes
-// towards the browser, mid-frame, as a network drop would; plain HTTP
-// requests pass untouched so that the page itself loads.
+// connections after a given number of bytes towards the client, mid-frame,
+// as a network drop would; plain HTTP passes untouched so that the page
+// itself loads. A WebSocket is recognized by the host's 101 answer, since a
+// client may upgrade a keep-alive connection that carried other requests
+// first (aiohttp reuses its pooled connections so).
 type wsCutProxy struct {
 	ln     net.Listener
 	target string
@@ -117,6 +119,8 @@ func startWSCutProxy(t *testing.T, target string, cuts ...int64) *wsCutProxy {
 
 func (p *wsCutProxy) URL() string { return "http://" + p.ln.Addr().String() }
 
+var switching = []byte("HTTP/1.1 101 ")
+
 func (p *wsCutProxy) forward(in net.Conn) {
 	defer in.Close()
 	out, err := net.Dial("tcp", p.target)
@@ -124,30 +128,40 @@ func (p *wsCutProxy) forward(in net.Conn) {
 		return
 	}
 	defer out.Close()
-	// The request line says what this connection is: read it before choosing.
-	head := make([]byte, 8)
-	if _, err := io.ReadFull(in, head); err != nil {
-		return
-	}
-	if _, err := out.Write(head); err != nil {
-		return
-	}
 	go func() { io.Copy(out, in); out.Close() }()
-	budget := int64(-1)
-	if bytes.HasPrefix(head, []byte("GET /ws")) {
-		p.ws.Add(1)
-		p.mu.Lock()
-		if len(p.cuts) > 0 {
-			budget, p.cuts = p.cuts[0], p.cuts[1:]
+	buf := make([]byte, 64<<10)
+	var tail []byte     // the end of what passed, to find a 101 split across reads
+	budget := int64(-1) // bytes left before the cut; -1 = not a WebSocket (yet), or not cut
+	upgraded := false
+	for {
+		n, err := out.Read(buf)
+		chunk := buf[:n]
+		if !upgraded && n > 0 {
+			look := append(tail, chunk...)
+			if i := bytes.Index(look, switching); i >= 0 {
+				upgraded = true
+				p.ws.Add(1)
+				p.mu.Lock()
+				if len(p.cuts) > 0 {
+					budget, p.cuts = p.cuts[0], p.cuts[1:]
+					budget += int64(len(look) - i) // count from the 101 on
+				}
+				p.mu.Unlock()
+			} else {
+				tail = append(tail[:0], look[max(0, len(look)-len(switching)):]...)
+			}
 		}
-		p.mu.Unlock()
-	}
-	if budget < 0 {
-		io.Copy(in, out)
-		return
-	}
-	if n, _ := io.CopyN(in, out, budget); n == budget {
-		p.cut.Add(1) // the deferred closes cut both sides
+		if budget >= 0 && int64(len(chunk)) >= budget {
+			in.Write(chunk[:budget])
+			p.cut.Add(1) // the deferred closes cut both sides
+			return
+		}
+		if budget >= 0 {
+			budget -= int64(len(chunk))
+		}
+		if _, werr := in.Write(chunk); werr != nil || err != nil {
+			return
+		}
 	}
 }
 

@@ -112,8 +112,8 @@ client.addEventListener("image", (e) => {
   dims.textContent = formatBytes(d.size);
   const ok = document.createElement("span");
   ok.className = "ok";
-  ok.textContent = d.sha256 ? "sha256 ✓" : "";
-  ok.title = d.sha256;
+  ok.textContent = d.sha256 ? "✓" : "";
+  ok.title = "sha256 checked: " + d.sha256;
   cap.append(idx, dims, ok);
   fig.append(img, cap);
   fig.onclick = () => openLightbox(rec);
@@ -272,7 +272,8 @@ async function refreshLists() {
 function row(id, st) {
   const li = document.createElement("li");
   const code = document.createElement("code");
-  code.textContent = id;
+  code.textContent = id.length > 13 ? id.slice(0, 13) + "…" : id;
+  code.title = id;
   const s = document.createElement("span");
   s.textContent = st;
   s.className = "st-" + st;
