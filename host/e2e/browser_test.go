@@ -52,13 +52,14 @@ func artifactDir(t *testing.T) string {
 }
 
 // startBrowser starts a headless Chromium with a new empty profile and
-// returns a tab's context.
-func startBrowser(t *testing.T) context.Context {
+// returns a tab's context and the profile folder (which names its processes).
+func startBrowser(t *testing.T) (context.Context, string) {
 	t.Helper()
 	exe := chromiumPath()
 	if exe == "" {
 		t.Skip("no Chromium binary (/usr/bin/chromium, chromium, google-chrome on PATH, or $NODECAST_CHROMIUM): apt-get install chromium")
 	}
+	profile := t.TempDir()
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(exe),
 		chromedp.Flag("headless", true),
@@ -70,7 +71,7 @@ func startBrowser(t *testing.T) context.Context {
 		chromedp.Flag("disable-sync", true),
 		chromedp.Flag("disable-dev-shm-usage", true),
 		chromedp.NoDefaultBrowserCheck,
-		chromedp.UserDataDir(t.TempDir()),
+		chromedp.UserDataDir(profile),
 		chromedp.WindowSize(1400, 1000),
 	}
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
@@ -79,7 +80,7 @@ func startBrowser(t *testing.T) context.Context {
 	if err := chromedp.Do(ctx); err != nil { // starts the browser
 		t.Fatalf("start %s: %v", exe, err)
 	}
-	return ctx
+	return ctx, profile
 }
 
 // wsCutProxy forwards TCP connections to the host and cuts WebSocket
@@ -278,7 +279,7 @@ func waitPage(t *testing.T, ctx context.Context, what, cond string) {
 func TestBrowserViewer(t *testing.T) {
 	const n, size = 4, 2048
 	start := time.Now()
-	ctx := startBrowser(t)
+	ctx, _ := startBrowser(t)
 	browserUp := time.Since(start)
 
 	noise := makeNoisePNG(t, size, 13)
@@ -389,4 +390,103 @@ func TestBrowserViewer(t *testing.T) {
 	t.Logf("screenshot: %s", path)
 	t.Logf("timings: browser start %v, page load to connected %v, queue to %d decoded thumbnails (2 cuts, 2 resumes) %v, in-page decode+sha256+pixel check %v, total %v",
 		browserUp.Round(time.Millisecond), pageOpen.Round(time.Millisecond), n, arrived.Round(time.Millisecond), checked.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+}
+
+// browserRSS sums the resident memory of the Chromium processes started
+// with profile (/proc, Linux); 0 elsewhere.
+func browserRSS(profile string) int64 {
+	dirs, _ := filepath.Glob("/proc/[0-9]*")
+	var total int64
+	for _, d := range dirs {
+		cmd, err := os.ReadFile(filepath.Join(d, "cmdline"))
+		if err != nil || !bytes.Contains(cmd, []byte(profile)) {
+			continue
+		}
+		status, err := os.ReadFile(filepath.Join(d, "status"))
+		if err != nil {
+			continue
+		}
+		for _, l := range strings.Split(string(status), "\n") {
+			var kb int64
+			if _, err := fmt.Sscanf(l, "VmRSS: %d kB", &kb); err == nil {
+				total += kb << 10
+			}
+		}
+	}
+	return total
+}
+
+// TestBrowserViewer30 sends the live page thirty 2048² noise images (ten
+// prompts of three, queued at once through the module) with ?keep=8: all
+// thirty must arrive verified, only the newest eight keep their Blob and
+// object URL, and a released URL must no longer load. It logs the time and
+// the browser's memory (RSS of its processes, JS heap) after the batch.
+func TestBrowserViewer30(t *testing.T) {
+	if testing.Short() {
+		t.Skip("thirty 2048² images")
+	}
+	const prompts, per, keep = 10, 3, 8
+	ctx, profile := startBrowser(t)
+	noise := makeNoisePNG(t, 2048, 13)
+	opts := serveOptions(t, config.Default())
+	opts.Packs[0] = testbin.BuiltinPack(t)
+	s := startServer(t, opts)
+	if status, ans := upload(t, s, "noise.png", noise.PNG); status != 200 {
+		t.Fatalf("upload: %d %v", status, ans)
+	}
+	tctx, cancel := context.WithTimeout(ctx, 2*waitTimeout)
+	defer cancel()
+	if err := chromedp.Do(tctx, chromedp.Navigate(fmt.Sprintf("%s/?keep=%d", s.URL, keep))); err != nil {
+		t.Fatal(err)
+	}
+	waitPage(t, tctx, "open connection", `window.nodecastViewer && nodecastViewer.client.state === "open"`)
+	rssBefore := browserRSS(profile)
+	prompt, _ := json.Marshal(pipeline("noise.png", per, "SendImageOnWebSocket", map[string]any{"event": "browser.thirty"}))
+	t0 := time.Now()
+	var ids []string
+	if err := evalJSON(tctx, fmt.Sprintf(`Promise.all(Array.from({length: %d}, () => nodecastViewer.client.queuePrompt(%s)))`, prompts, prompt), &ids); err != nil {
+		t.Fatal(err)
+	}
+	idsJS, _ := json.Marshal(ids)
+	waitPage(t, tctx, "the end of the ten prompts", fmt.Sprintf(`%s.every((id) => nodecastViewer.prompts[id] === "success")`, idsJS))
+	elapsed := time.Since(t0)
+
+	var st struct {
+		Images, Live, Verified, Heap int
+		RevokedLoads                 bool
+		Errors                       []string
+	}
+	if err := evalJSON(tctx, fmt.Sprintf(`(async () => {
+	  const mine = nodecastViewer.images.filter((r) => %s.includes(r.promptId));
+	  const released = mine.find((r) => r.released);
+	  let revokedLoads = false;
+	  if (released) { try { await fetch(released.url); revokedLoads = true; } catch (e) {} }
+	  return {images: mine.length, live: mine.filter((r) => !r.released && r.blob).length,
+	    verified: mine.filter((r) => r.sha256 === %q).length, heap: performance.memory ? performance.memory.usedJSHeapSize : 0,
+	    revokedLoads, errors: nodecastViewer.errors};
+	})()`, idsJS, noise.SHA256), &st); err != nil {
+		t.Fatal(err)
+	}
+	rssAfter := browserRSS(profile)
+	t.Logf("%d images of 2048² (%d MiB of PNG) in %v; %d kept, browser RSS %d MiB before, %d MiB after, JS heap %d MiB",
+		st.Images, st.Images*len(noise.PNG)>>20, elapsed.Round(time.Millisecond), st.Live, rssBefore>>20, rssAfter>>20, st.Heap>>20)
+	if st.Images != prompts*per || st.Verified != prompts*per {
+		t.Errorf("page has %d images, %d with the sender's sha256, want %d", st.Images, st.Verified, prompts*per)
+	}
+	if st.Live > keep {
+		t.Errorf("page keeps %d full images, want at most %d", st.Live, keep)
+	}
+	if st.RevokedLoads {
+		t.Errorf("a released image's object URL still loads: not revoked")
+	}
+	if len(st.Errors) > 0 {
+		t.Errorf("page errors: %q", st.Errors)
+	}
+	shot, err := chromedp.Run(tctx, chromedp.FullScreenshot(100))
+	if err == nil {
+		path := filepath.Join(artifactDir(t), "browser-viewer-30.png")
+		if os.WriteFile(path, shot, 0o644) == nil {
+			t.Logf("screenshot: %s", path)
+		}
+	}
 }

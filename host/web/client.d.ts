@@ -70,5 +70,5 @@ export class NodecastClient extends EventTarget {
   addEventListener(type: string, listener: EventListenerOrEventListenerObject | null, options?: boolean | AddEventListenerOptions): void;
 }
 
-export function sha256Hex(buf: ArrayBuffer): Promise<string>;
+export function sha256Hex(buf: ArrayBuffer | Uint8Array): Promise<string>;
 export function sha256Plain(msg: Uint8Array): string;

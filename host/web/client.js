@@ -408,8 +408,9 @@ export class NodecastClient extends EventTarget {
       this._drop(h.image_id);
       return bad(`offset ${h.offset} + ${bytes.length} bytes past size ${h.size}`);
     }
-    // Copy: a part is a view into its frame; keeping the copy lets the frame go.
-    p.chunks[h.part] = bytes.slice();
+    // A view into its frame: a part is nearly all of its frame, so keeping
+    // the frame costs nothing, and copying would cost a copy per part.
+    p.chunks[h.part] = bytes;
     p.got++;
     p.bytes += bytes.length;
     if (p.got < h.parts) return;
@@ -434,8 +435,15 @@ export class NodecastClient extends EventTarget {
    */
   _whole(h, chunks, shape, seq) {
     this._later(async () => {
-      const blob = new Blob(chunks, { type: h.mime });
-      const sum = await sha256Hex(await blob.arrayBuffer());
+      // One copy into one buffer, hashed and wrapped as the Blob.
+      let all = chunks[0];
+      if (chunks.length !== 1) {
+        all = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+        let off = 0;
+        for (const c of chunks) { all.set(c, off); off += c.length; }
+      }
+      const sum = await sha256Hex(all);
+      const blob = new Blob([all], { type: h.mime });
       if (h.sha256 && sum !== h.sha256) {
         this._error(new NodecastError("sha256", `image ${h.image_id}: sha256 ${sum}, header says ${h.sha256}`));
         return;
@@ -501,7 +509,7 @@ function randomId() {
 /**
  * SHA-256 of buf as lowercase hex: WebCrypto where the page is a secure
  * context, a plain implementation elsewhere.
- * @param {ArrayBuffer} buf
+ * @param {ArrayBuffer | Uint8Array} buf
  * @returns {Promise<string>}
  */
 export async function sha256Hex(buf) {
@@ -509,7 +517,7 @@ export async function sha256Hex(buf) {
     const d = new Uint8Array(await crypto.subtle.digest("SHA-256", buf));
     return Array.from(d, (x) => x.toString(16).padStart(2, "0")).join("");
   }
-  return sha256Plain(new Uint8Array(buf));
+  return sha256Plain(buf instanceof Uint8Array ? buf : new Uint8Array(buf));
 }
 
 const K = new Uint32Array([

@@ -215,9 +215,28 @@ client.addEventListener("state", (e) => {
 client.addEventListener("resume", (e) => {
   const d = /** @type {CustomEvent} */ (e).detail;
   viewer.resumes.push(d);
-  log(d.recovered ? `resumed at seq ${d.seq}, nothing lost` : `resume failed: ${d.reason}`);
+  log(d.recovered ? `resumed at seq ${d.seq}, nothing lost` : `resume failed, messages missed: ${d.reason}`);
   showPosition();
+  if (!d.recovered) reconcile();
 });
+
+/** After messages were missed: prompts that ended meanwhile take their
+ * status from /history, marked as incomplete on this page. */
+async function reconcile() {
+  try {
+    const h = await client.getHistory(200);
+    for (const [id, st] of Object.entries(viewer.prompts)) {
+      const e = h[id];
+      if (st !== "running" || !e || !e.status || !e.status.completed && e.status.status_str !== "error") continue;
+      setPromptStatus(id, (e.status.status_str || "success") === "success" ? "success" : "error");
+      const el = promptEls.get(id);
+      if (el) /** @type {HTMLElement} */ (el.querySelector(".status")).textContent += " · images missed while disconnected";
+    }
+  } catch (err) {
+    log("history: " + String(err));
+  }
+  refreshSoon();
+}
 client.addEventListener("error", (e) => {
   const err = /** @type {CustomEvent} */ (e).detail.error;
   viewer.errors.push(String(err.message));
