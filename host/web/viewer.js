@@ -165,6 +165,7 @@ function refreshSoon() {
 
 client.addEventListener("message", (e) => {
   const { type, data } = /** @type {CustomEvent} */ (e).detail;
+  showPositionSoon();
   switch (type) {
     case "status":
       refreshSoon();
@@ -242,6 +243,11 @@ client.addEventListener("error", (e) => {
   viewer.errors.push(String(err.message));
   log("error: " + err.message);
 });
+
+let positionTimer = 0;
+function showPositionSoon() {
+  if (!positionTimer) positionTimer = setTimeout(() => { positionTimer = 0; showPosition(); }, 200);
+}
 
 function showPosition() {
   const p = client.position;
