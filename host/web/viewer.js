@@ -3,10 +3,11 @@
 // resumes, a form to queue a prompt and one to upload an image. It uses only
 // client.js and the host's public routes.
 //
-// Memory: each image is one Blob and one object URL; the browser scales the
-// thumbnails. Only the newest `keep` images (?keep=N, default 40) keep their
-// Blob and URL: older ones are revoked and shown as "released", so a long
-// session of 2048² batches does not grow without bound.
+// Memory: each image is one Blob until it is drawn, scaled by the browser,
+// into a small thumbnail canvas; only the newest `keep` images (?keep=N,
+// default 40) keep their Blob for the full view, older ones are "released".
+// The only object URL is the open full view's, revoked when it closes. A
+// long session of 2048² batches therefore does not grow without bound.
 
 import { NodecastClient } from "/nodecast/client.js";
 
@@ -26,13 +27,14 @@ const client = new NodecastClient(undefined, {
 const viewer = {
   client,
   keep,
-  /** @type {Array<{promptId:string,node:string,event:string,index:number,batch:number,size:number,sha256:string,mime:string,shape:string,width:number,height:number,blob:Blob|null,url:string,released:boolean}>} */
+  /** @type {Array<{promptId:string,node:string,event:string,index:number,batch:number,size:number,sha256:string,mime:string,shape:string,width:number,height:number,blob:Blob|null,released:boolean}>} */
   images: [],
   /** prompt_id -> "running" | "success" | "error" | "interrupted" */
   prompts: /** @type {Record<string,string>} */ ({}),
   resumes: /** @type {any[]} */ ([]),
   errors: /** @type {string[]} */ ([]),
   states: /** @type {string[]} */ ([]),
+  liveURLs: 0, // object URLs alive: the lightbox's, at most one
 };
 /** @type {any} */ (window).nodecastViewer = viewer;
 
@@ -85,26 +87,21 @@ function setPromptStatus(promptId, status) {
 
 // --- images -------------------------------------------------------------------
 
+const THUMB = 320; // longest side of a thumbnail, in canvas pixels
+let thumbQueue = Promise.resolve(); // one full decode at a time: a 2048² image is 16 MiB decoded
+
 client.addEventListener("image", (e) => {
   const d = /** @type {CustomEvent} */ (e).detail;
-  const url = URL.createObjectURL(d.blob);
   const rec = { promptId: d.promptId, node: d.node, event: d.event, index: d.index, batch: d.batch, size: d.size,
-    sha256: d.sha256, mime: d.mime, shape: d.shape, width: 0, height: 0, blob: d.blob, url, released: false };
+    sha256: d.sha256, mime: d.mime, shape: d.shape, width: 0, height: 0, blob: d.blob, released: false };
   viewer.images.push(rec);
 
   const n = nodeEl(d.promptId, d.node);
   if (d.event) /** @type {HTMLElement} */ (n.querySelector(".event")).textContent = d.event;
   const fig = document.createElement("figure");
   fig.className = "thumb";
-  const img = document.createElement("img");
-  img.decoding = "async";
-  img.alt = `${d.event} #${d.index}`;
-  img.onload = () => {
-    rec.width = img.naturalWidth;
-    rec.height = img.naturalHeight;
-    dims.textContent = `${img.naturalWidth}×${img.naturalHeight}`;
-  };
-  img.src = url;
+  const canvas = document.createElement("canvas");
+  canvas.width = canvas.height = 1;
   const cap = document.createElement("figcaption");
   const idx = document.createElement("span");
   idx.textContent = `#${d.index}${d.batch ? "/" + d.batch : ""}`;
@@ -115,7 +112,7 @@ client.addEventListener("image", (e) => {
   ok.textContent = d.sha256 ? "✓" : "";
   ok.title = "sha256 checked: " + d.sha256;
   cap.append(idx, dims, ok);
-  fig.append(img, cap);
+  fig.append(canvas, cap);
   fig.onclick = () => openLightbox(rec);
   // In batch order, whatever order they arrived in.
   const thumbs = /** @type {HTMLElement} */ (n.querySelector(".thumbs"));
@@ -124,36 +121,60 @@ client.addEventListener("image", (e) => {
   thumbs.insertBefore(fig, after || null);
   const count = /** @type {HTMLElement} */ (promptEl(d.promptId).querySelector(".count"));
   count.textContent = `${viewer.images.filter((r) => r.promptId === d.promptId).length} images`;
-  release();
 
-  /** Revokes the oldest images' URLs past `keep`. */
-  function release() {
-    let live = viewer.images.filter((r) => !r.released);
-    for (let i = 0; live.length - i > keep; i++) {
-      const r = live[i];
-      URL.revokeObjectURL(r.url);
-      r.released = true;
-      r.blob = null;
-      const el = document.querySelector(`img[src="${r.url}"]`);
-      if (el) {
-        el.removeAttribute("src");
-        el.parentElement?.classList.add("released");
-      }
+  // The thumbnail is a small canvas the browser scales the decoded image
+  // into; the full decode is closed at once. An <img> of the Blob would keep
+  // the encoded and the decoded image in the renderer's caches (~29 MiB per
+  // 2048² image, measured) long after its URL is revoked.
+  const blob = d.blob;
+  thumbQueue = thumbQueue.then(async () => {
+    try {
+      const bmp = await createImageBitmap(blob);
+      rec.width = bmp.width;
+      rec.height = bmp.height;
+      const sc = Math.min(1, THUMB / Math.max(bmp.width, bmp.height));
+      canvas.width = Math.max(1, Math.round(bmp.width * sc));
+      canvas.height = Math.max(1, Math.round(bmp.height * sc));
+      /** @type {CanvasRenderingContext2D} */ (canvas.getContext("2d")).drawImage(bmp, 0, 0, canvas.width, canvas.height);
+      bmp.close();
+      dims.textContent = `${rec.width}×${rec.height}`;
+    } catch (err) {
+      dims.textContent = "does not decode";
+      viewer.errors.push(`image ${d.imageId}: ${err}`);
     }
+  });
+
+  // Only the newest `keep` images keep their Blob (for the full view).
+  const live = viewer.images.filter((r) => !r.released);
+  for (let i = 0; live.length - i > keep; i++) {
+    live[i].released = true;
+    live[i].blob = null;
+    live[i].fig?.classList.add("released");
   }
+  /** @type {any} */ (rec).fig = fig;
 });
+
+/** The object URL of the image in the lightbox, revoked when it closes. */
+let lightboxURL = "";
 
 /** @param {any} rec */
 function openLightbox(rec) {
-  if (rec.released) return;
-  /** @type {HTMLImageElement} */ ($("lightbox-img")).src = rec.url;
+  if (rec.released || !rec.blob) return;
+  closeLightbox();
+  lightboxURL = URL.createObjectURL(rec.blob);
+  viewer.liveURLs = 1;
+  /** @type {HTMLImageElement} */ ($("lightbox-img")).src = lightboxURL;
   $("lightbox-cap").textContent = `${rec.promptId} · node ${rec.node} · ${rec.event} #${rec.index} · ${rec.width}×${rec.height} · ${formatBytes(rec.size)} · sha256 ${rec.sha256}`;
   $("lightbox").hidden = false;
 }
-$("lightbox").onclick = () => {
+function closeLightbox() {
   $("lightbox").hidden = true;
   /** @type {HTMLImageElement} */ ($("lightbox-img")).removeAttribute("src");
-};
+  if (lightboxURL) URL.revokeObjectURL(lightboxURL);
+  lightboxURL = "";
+  viewer.liveURLs = 0;
+}
+$("lightbox").onclick = closeLightbox;
 
 // --- messages -------------------------------------------------------------------
 
