@@ -495,6 +495,12 @@ func TestBrowserViewer30(t *testing.T) {
 	if st.Live > keep {
 		t.Errorf("page keeps %d full images, want at most %d", st.Live, keep)
 	}
+	// What the page keeps: the newest `keep` Blobs, thirty small canvases,
+	// and the allocator's slack. A page that kept every image (as one did,
+	// through a closure holding its Blob) grows by 13 MiB per image.
+	if bound := int64(keep*len(noise.PNG)) + 192<<20; pssBefore > 0 && pssGC-pssBefore > bound {
+		t.Errorf("the browser grew by %d MiB over the batch (after a GC), want at most %d MiB", (pssGC-pssBefore)>>20, bound>>20)
+	}
 	if st.RevokedLoads {
 		t.Errorf("the full view's object URL was not made, counted or revoked as it should")
 	}

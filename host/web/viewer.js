@@ -113,7 +113,7 @@ client.addEventListener("image", (e) => {
   ok.title = "sha256 checked: " + d.sha256;
   cap.append(idx, dims, ok);
   fig.append(canvas, cap);
-  fig.onclick = () => openLightbox(rec);
+  fig.onclick = openLightbox.bind(null, rec); // not a closure: see drawThumb
   // In batch order, whatever order they arrived in.
   const thumbs = /** @type {HTMLElement} */ (n.querySelector(".thumbs"));
   fig.dataset.index = String(d.index);
@@ -122,27 +122,8 @@ client.addEventListener("image", (e) => {
   const count = /** @type {HTMLElement} */ (promptEl(d.promptId).querySelector(".count"));
   count.textContent = `${viewer.images.filter((r) => r.promptId === d.promptId).length} images`;
 
-  // The thumbnail is a small canvas the browser scales the decoded image
-  // into; the full decode is closed at once. An <img> of the Blob would keep
-  // the encoded and the decoded image in the renderer's caches (~29 MiB per
-  // 2048² image, measured) long after its URL is revoked.
-  const blob = d.blob;
-  thumbQueue = thumbQueue.then(async () => {
-    try {
-      const bmp = await createImageBitmap(blob);
-      rec.width = bmp.width;
-      rec.height = bmp.height;
-      const sc = Math.min(1, THUMB / Math.max(bmp.width, bmp.height));
-      canvas.width = Math.max(1, Math.round(bmp.width * sc));
-      canvas.height = Math.max(1, Math.round(bmp.height * sc));
-      /** @type {CanvasRenderingContext2D} */ (canvas.getContext("2d")).drawImage(bmp, 0, 0, canvas.width, canvas.height);
-      bmp.close();
-      dims.textContent = `${rec.width}×${rec.height}`;
-    } catch (err) {
-      dims.textContent = "does not decode";
-      viewer.errors.push(`image ${d.imageId}: ${err}`);
-    }
-  });
+  const blob = d.blob, imageId = d.imageId;
+  thumbQueue = thumbQueue.then(() => drawThumb(blob, rec, canvas, dims, imageId));
 
   // Only the newest `keep` images keep their Blob (for the full view).
   const live = viewer.images.filter((r) => !r.released);
@@ -153,6 +134,33 @@ client.addEventListener("image", (e) => {
   }
   /** @type {any} */ (rec).fig = fig;
 });
+
+/**
+ * Draws the thumbnail: a small canvas the browser scales the decoded image
+ * into; the full decode is closed at once. An <img> of the Blob would keep
+ * the encoded and the decoded image in the renderer's caches (~29 MiB per
+ * 2048² image, measured) long after its URL is revoked. A function of its
+ * own, so that no closure of the image listener (fig.onclick) shares a
+ * scope that holds the Blob: that kept every Blob alive (measured, 13 MiB
+ * per image).
+ * @param {Blob} blob @param {any} rec @param {HTMLCanvasElement} canvas @param {HTMLElement} dims @param {string} imageId
+ */
+async function drawThumb(blob, rec, canvas, dims, imageId) {
+  try {
+    const bmp = await createImageBitmap(blob);
+    rec.width = bmp.width;
+    rec.height = bmp.height;
+    const sc = Math.min(1, THUMB / Math.max(bmp.width, bmp.height));
+    canvas.width = Math.max(1, Math.round(bmp.width * sc));
+    canvas.height = Math.max(1, Math.round(bmp.height * sc));
+    /** @type {CanvasRenderingContext2D} */ (canvas.getContext("2d")).drawImage(bmp, 0, 0, canvas.width, canvas.height);
+    bmp.close();
+    dims.textContent = `${rec.width}×${rec.height}`;
+  } catch (err) {
+    dims.textContent = "does not decode";
+    viewer.errors.push(`image ${imageId}: ${err}`);
+  }
+}
 
 /** The object URL of the image in the lightbox, revoked when it closes. */
 let lightboxURL = "";
