@@ -272,8 +272,8 @@ func waitPage(t *testing.T, ctx context.Context, what, cond string) {
 
 // TestBrowserViewer loads the live page from the serve stack in a real
 // headless Chromium, through a proxy that cuts the page's WebSocket twice in
-// the middle of the batch, queues a prompt of four 2048² noise images with
-// the page's own form, and checks in the page that each image arrived once,
+// the middle of the batch, uploads a 2048² noise image and queues a prompt
+// of four of it with the page's own forms, and checks in the page that each image arrived once,
 // decodes to 2048×2048 with the right pixels, and has the sha256 of the PNG
 // the sender made; the page must have resumed without loss. It leaves a
 // screenshot and logs the timings.
@@ -284,12 +284,13 @@ func TestBrowserViewer(t *testing.T) {
 	browserUp := time.Since(start)
 
 	noise := makeNoisePNG(t, size, 13)
+	noiseFile := filepath.Join(t.TempDir(), "noise.png")
+	if err := os.WriteFile(noiseFile, noise.PNG, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	opts := serveOptions(t, config.Default())
 	opts.Packs[0] = testbin.BuiltinPack(t)
 	s := startServer(t, opts)
-	if status, ans := upload(t, s, "noise.png", noise.PNG); status != 200 {
-		t.Fatalf("upload: %d %v", status, ans)
-	}
 	// The first WebSocket is cut 20 MiB in (inside the second image), the one
 	// that resumes 6 MiB in: each resume starts in the middle of an image.
 	proxy := startWSCutProxy(t, strings.TrimPrefix(s.URL, "http://"), 20<<20, 6<<20)
@@ -303,7 +304,19 @@ func TestBrowserViewer(t *testing.T) {
 	waitPage(t, tctx, "open connection", `window.nodecastViewer && nodecastViewer.client.state === "open"`)
 	pageOpen := time.Since(t0)
 
-	prompt, _ := json.Marshal(pipeline("noise.png", n, "SendImageOnWebSocket", map[string]any{"event": "browser.noise"}))
+	// The noise image goes up through the page's upload form.
+	if err := chromedp.Do(tctx,
+		chromedp.SetUploadFiles(chromedp.ID("upload-file"), []string{noiseFile}),
+		chromedp.Click(chromedp.ID("upload-btn")),
+		chromedp.WaitReady(chromedp.CSS(`#upload-result[data-name]`)),
+	); err != nil {
+		t.Fatal(err)
+	}
+	uploaded, err := chromedp.Run(tctx, chromedp.AttributeValue(chromedp.ID("upload-result"), "data-name"))
+	if err != nil || uploaded.Value == "" {
+		t.Fatalf("upload through the page: %q %v", uploaded.Value, err)
+	}
+	prompt, _ := json.Marshal(pipeline(uploaded.Value, n, "SendImageOnWebSocket", map[string]any{"event": "browser.noise"}))
 	t1 := time.Now()
 	if err := chromedp.Do(tctx,
 		chromedp.SetValue(chromedp.ID("prompt"), string(prompt)),

@@ -212,7 +212,8 @@ export class NodecastClient extends EventTarget {
    */
   _open(resolve, reject) {
     const resuming = this.options.resume && this.position.epoch !== "";
-    this._setState(this.stats.connects === 0 && !resuming ? "connecting" : "reconnecting");
+    const next = this.stats.connects === 0 && !resuming ? "connecting" : "reconnecting";
+    if (this.state !== next) this._setState(next); // "reconnecting" was said when the socket closed
     let ws;
     try {
       ws = new WebSocket(this._wsURL());

@@ -130,7 +130,11 @@ client.addEventListener("image", (e) => {
   for (let i = 0; live.length - i > keep; i++) {
     live[i].released = true;
     live[i].blob = null;
-    live[i].fig?.classList.add("released");
+    const f = live[i].fig;
+    if (f) {
+      f.classList.add("released");
+      f.title = "thumbnail only: the full image was released (the page keeps the newest ?keep=" + keep + ")";
+    }
   }
   /** @type {any} */ (rec).fig = fig;
 });
