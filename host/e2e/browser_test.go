@@ -528,3 +528,53 @@ func TestBrowserViewer30(t *testing.T) {
 		}
 	}
 }
+
+// TestBrowserBase64Fallback: the page with ?parts=0 negotiates no PART
+// frames and reads the base64 JSON parts of a `parts`-wire sender, with the
+// same size and sha256 checks.
+func TestBrowserBase64Fallback(t *testing.T) {
+	const n = 2
+	ctx, _ := startBrowser(t)
+	noise := makeNoisePNG(t, 2048, 13)
+	opts := serveOptions(t, config.Default())
+	opts.Packs[0] = testbin.BuiltinPack(t)
+	s := startServer(t, opts)
+	if status, ans := upload(t, s, "noise.png", noise.PNG); status != 200 {
+		t.Fatalf("upload: %d %v", status, ans)
+	}
+	tctx, cancel := context.WithTimeout(ctx, 2*waitTimeout)
+	defer cancel()
+	if err := chromedp.Do(tctx, chromedp.Navigate(s.URL+"/viewer?parts=0")); err != nil {
+		t.Fatal(err)
+	}
+	waitPage(t, tctx, "open connection", `window.nodecastViewer && nodecastViewer.client.state === "open"`)
+	prompt, _ := json.Marshal(pipeline("noise.png", n, "SendImageOnWebSocket", map[string]any{"event": "browser.b64", "wire": "parts"}))
+	var id string
+	if err := evalJSON(tctx, fmt.Sprintf(`nodecastViewer.client.queuePrompt(%s)`, prompt), &id); err != nil {
+		t.Fatal(err)
+	}
+	idJS, _ := json.Marshal(id)
+	waitPage(t, tctx, "the end of the prompt", fmt.Sprintf(`nodecastViewer.prompts[%s] === "success"`, idJS))
+	waitPage(t, tctx, "decoded thumbnails", fmt.Sprintf(`nodecastViewer.images.filter((r) => r.promptId === %s && r.width > 0).length >= %d`, idJS, n))
+	var got []struct {
+		Index  int    `json:"index"`
+		Shape  string `json:"shape"`
+		SHA256 string `json:"sha256"`
+		Width  int    `json:"width"`
+	}
+	if err := evalJSON(tctx, fmt.Sprintf(`nodecastViewer.images.filter((r) => r.promptId === %s).map((r) => ({index: r.index, shape: r.shape, sha256: r.sha256, width: r.width}))`, idJS), &got); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[int]int{}
+	for _, im := range got {
+		seen[im.Index]++
+		if im.Shape != "b64" || im.SHA256 != noise.SHA256 || im.Width != 2048 {
+			t.Errorf("image %d: shape %q sha256 %s width %d, want b64, the sender's %s, 2048", im.Index, im.Shape, im.SHA256, im.Width, noise.SHA256)
+		}
+	}
+	for i := range n {
+		if seen[i] != 1 {
+			t.Errorf("image %d shown %d times, want once", i, seen[i])
+		}
+	}
+}
