@@ -150,3 +150,22 @@ func TestPythonPackage(t *testing.T) {
 		}
 	})
 }
+
+// TestPythonPackageUnit runs the package's own unittest suite (reassembly,
+// sha256, duplicate and inconsistent parts, the pending bound, seq holes,
+// base64 parts) with /usr/bin/python3.
+func TestPythonPackageUnit(t *testing.T) {
+	needAiohttp(t)
+	abs, err := filepath.Abs(pyClientDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(python, "-m", "unittest", "discover", "-s", "tests", "-v")
+	cmd.Dir = abs
+	cmd.Env = append(os.Environ(), "PYTHONPATH="+abs, "PYTHONDONTWRITEBYTECODE=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("python unittest: %v\n%s", err, out)
+	}
+	t.Logf("%s", bytes.TrimSpace(out[bytes.LastIndex(out, []byte("Ran ")):]))
+}
