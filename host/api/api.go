@@ -168,6 +168,7 @@ func New(opts Options) http.Handler {
 	route("GET", "/features", body, s.getFeatures)
 	route("GET", "/system_stats", body, s.getSystemStats)
 	route("GET", "/ws", 0, s.ws)
+	s.webRoutes(mux) // the live page and the browser client (web.go)
 	if opts.Metrics != nil {
 		var metrics http.Handler = opts.Metrics
 		if !opts.AllowCrossOrigin {
