@@ -82,7 +82,7 @@ func TestPromptTensorBudget(t *testing.T) {
 	_, entry := waitPrompt(t, h, srv, budgetPrompt("budget"))
 	elapsed := time.Since(start)
 	e := executionError(t, entry)
-	held := img + 64*64*4 + 16*img + 32*img // node 1's IMAGE and MASK, nodes 2 and 3
+	held := img/4 + 64*64*4 + 16*img/4 + 32*img // node 1's IMAGE (8-bit) and MASK, nodes 2 (8-bit) and 3 (float32)
 	need := 64 * img
 	msg, _ := e["exception_message"].(string)
 	if e["node_id"] != "4" || e["exception_type"] != "torch.OutOfMemoryError" ||

@@ -4,6 +4,7 @@ import (
 	"math"
 	"math/bits"
 	"strconv"
+	"sync"
 	"unsafe"
 )
 
@@ -13,14 +14,29 @@ type DType string
 const (
 	Float32 DType = "float32" // ComfyUI's IMAGE and MASK: values in 0..1
 	Uint8   DType = "uint8"   // already-converted pixels, 0..255
+	// Unorm8 is an 8-bit image as ComfyUI loads it, kept in its bytes: the
+	// element v stands for the float32 float32(v)/255 (Unorm8Float[v]),
+	// which is what np.array(img).astype(np.float32) / 255.0 makes. A
+	// sender converts it with ComfyUI's float path, so the pixels sent are
+	// those of the float32 tensor it stands for; Float32s converts it once.
+	Unorm8 DType = "unorm8"
 )
+
+// Unorm8Float maps a Unorm8 element to the float32 it stands for: a float32
+// division, as numpy divides a float32 array by 255.0.
+var Unorm8Float = func() (u [256]float32) {
+	for i := range u {
+		u[i] = float32(i) / 255
+	}
+	return
+}()
 
 // Size is the number of bytes of one element, or 0 for an unknown dtype.
 func (d DType) Size() int {
 	switch d {
 	case Float32:
 		return 4
-	case Uint8:
+	case Uint8, Unorm8:
 		return 1
 	}
 	return 0
@@ -34,7 +50,15 @@ type Tensor struct {
 	DType DType
 	Shape []int
 	Data  []byte
+
+	// floats caches the float32 form of a Unorm8 tensor, made once by
+	// Float32s for the nodes that compute in floats.
+	floats *[]float32
 }
+
+// floatsMu guards every Tensor's floats cache; conversions are rare and
+// short next to the nodes that ask for them.
+var floatsMu sync.Mutex
 
 // NewFloat32 returns a zeroed float32 tensor of the given shape. It does not
 // validate the shape; call Validate before trusting one from outside.
@@ -60,10 +84,20 @@ func FromUint8(v []byte, shape ...int) *Tensor {
 	return &Tensor{DType: Uint8, Shape: append([]int(nil), shape...), Data: v}
 }
 
+// FromUnorm8 wraps v as a Unorm8 tensor without copying it.
+func FromUnorm8(v []byte, shape ...int) *Tensor {
+	return &Tensor{DType: Unorm8, Shape: append([]int(nil), shape...), Data: v}
+}
+
 // Float32s returns the data of a float32 tensor as []float32, sharing memory
 // when Data is 4-byte aligned (it always is when the tensor was made by this
-// package or by the plugin transport) and copying otherwise.
+// package or by the plugin transport) and copying otherwise. For a Unorm8
+// tensor it returns the float32 values the bytes stand for, converted on the
+// first call and kept with the tensor: do not modify them.
 func (t *Tensor) Float32s() []float32 {
+	if t.DType == Unorm8 {
+		return t.unorm8Floats()
+	}
 	n := len(t.Data) / 4
 	if n == 0 {
 		return nil
@@ -78,6 +112,31 @@ func (t *Tensor) Float32s() []float32 {
 		out[i] = math.Float32frombits(uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24)
 	}
 	return out
+}
+
+func (t *Tensor) unorm8Floats() []float32 {
+	floatsMu.Lock()
+	defer floatsMu.Unlock()
+	if t.floats != nil && len(*t.floats) == len(t.Data) {
+		return *t.floats
+	}
+	out := make([]float32, len(t.Data))
+	for i, v := range t.Data {
+		out[i] = Unorm8Float[v]
+	}
+	t.floats = &out
+	return out
+}
+
+// AsFloat32 returns t as a float32 tensor: t itself when it is one, else a
+// tensor sharing the float32 values Float32s converts once and caches (a
+// Uint8 tensor's bytes read as Unorm8's). A
+// node that computes in floats takes its inputs through it.
+func (t *Tensor) AsFloat32() *Tensor {
+	if t.DType == Float32 {
+		return t
+	}
+	return FromFloat32(t.unorm8Floats(), t.Shape...) // Uint8 IMAGEs too stand for v/255 in float nodes
 }
 
 // maxElements keeps byte counts (elements × 4) far inside int, also where int
