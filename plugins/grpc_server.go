@@ -162,7 +162,7 @@ func (s *packServer) resultEvent(res Result) (*pluginpb.RunEvent, []string, erro
 			id := s.store.put(t)
 			ids = append(ids, id)
 			r.Outputs[i] = &pluginpb.Value{Kind: &pluginpb.Value_Tensor{Tensor: &pluginpb.TensorRef{
-				Id: id, Dtype: string(t.DType), Shape: shapeToProto(t.Shape)}}}
+				Id: id, Dtype: string(t.DType), Shape: shapeToProto(t.Shape), View: t.IsView()}}}
 			continue
 		}
 		v, err := encodeValue(o)
@@ -319,7 +319,7 @@ func (s *tensorStore) put(t *protocol.Tensor) string {
 	id := rand.Text()
 	s.mu.Lock()
 	s.m[id] = t
-	s.bytes += int64(len(t.Data))
+	s.bytes += t.OwnBytes()
 	s.mu.Unlock()
 	return id
 }
@@ -338,7 +338,7 @@ func (s *tensorStore) release(ids ...string) int64 {
 	var freed int64
 	for _, id := range ids {
 		if t, ok := s.m[id]; ok {
-			freed += int64(len(t.Data))
+			freed += t.OwnBytes()
 			delete(s.m, id)
 		}
 	}

@@ -50,6 +50,12 @@ type Tensor struct {
 	DType DType
 	Shape []int
 	Data  []byte
+	// Items, when not nil, makes the tensor a view: item i of the first
+	// dimension is Items[i] (each exactly one item's bytes), Data is nil,
+	// and the items share the memory of the tensors they came from, so a
+	// repeated or joined batch costs no pixel bytes. Read a view with Item or
+	// Bytes; a node that writes calls Writable first (copy on write).
+	Items [][]byte
 
 	// floats caches the float32 form of a Unorm8 tensor, made once by
 	// Float32s for the nodes that compute in floats.
@@ -84,6 +90,68 @@ func FromUint8(v []byte, shape ...int) *Tensor {
 	return &Tensor{DType: Uint8, Shape: append([]int(nil), shape...), Data: v}
 }
 
+// Item returns the bytes of item i of the first dimension (one image of a
+// batch), from Data or from a view's Items. Do not modify them.
+func (t *Tensor) Item(i int) []byte {
+	if t.Items != nil {
+		return t.Items[i]
+	}
+	n := len(t.Data) / t.Shape[0]
+	return t.Data[i*n : (i+1)*n : (i+1)*n]
+}
+
+// IsView reports whether t shares its items' memory with other tensors.
+func (t *Tensor) IsView() bool { return t.Items != nil }
+
+// ByteLen is the size of the elements in bytes, for a view too.
+func (t *Tensor) ByteLen() int {
+	if t.Items == nil {
+		return len(t.Data)
+	}
+	n := 0
+	for _, it := range t.Items {
+		n += len(it)
+	}
+	return n
+}
+
+// OwnBytes is the memory t holds of its own: len(Data), and 0 for a view,
+// whose items belong to the tensors it was made from.
+func (t *Tensor) OwnBytes() int64 { return int64(len(t.Data)) }
+
+// Bytes returns the elements as one slice: Data itself, or, for a view, a
+// new contiguous copy (4-byte aligned) that t does not keep.
+func (t *Tensor) Bytes() []byte {
+	if t.Items == nil {
+		return t.Data
+	}
+	out := alignedBytes(t.ByteLen())
+	off := 0
+	for _, it := range t.Items {
+		off += copy(out[off:], it)
+	}
+	return out
+}
+
+// Writable makes t own its elements before a node writes them: a view is
+// copied into Data once (copy on write) and stops sharing; a tensor that
+// already owns its Data is left as it is.
+func (t *Tensor) Writable() []byte {
+	if t.Items != nil {
+		t.Data = t.Bytes()
+		t.Items = nil
+	}
+	return t.Data
+}
+
+func alignedBytes(n int) []byte {
+	if n == 0 {
+		return nil
+	}
+	f := make([]float32, (n+3)/4)
+	return unsafe.Slice((*byte)(unsafe.Pointer(&f[0])), n)
+}
+
 // FromUnorm8 wraps v as a Unorm8 tensor without copying it.
 func FromUnorm8(v []byte, shape ...int) *Tensor {
 	return &Tensor{DType: Unorm8, Shape: append([]int(nil), shape...), Data: v}
@@ -98,17 +166,26 @@ func (t *Tensor) Float32s() []float32 {
 	if t.DType == Unorm8 {
 		return t.unorm8Floats()
 	}
-	n := len(t.Data) / 4
+	if t.Items != nil {
+		return Float32sOf(t.Bytes())
+	}
+	return Float32sOf(t.Data)
+}
+
+// Float32sOf views little-endian float32 bytes as []float32, sharing them
+// when 4-byte aligned and copying otherwise.
+func Float32sOf(data []byte) []float32 {
+	n := len(data) / 4
 	if n == 0 {
 		return nil
 	}
-	p := unsafe.Pointer(&t.Data[0])
+	p := unsafe.Pointer(&data[0])
 	if uintptr(p)%4 == 0 {
 		return unsafe.Slice((*float32)(p), n)
 	}
 	out := make([]float32, n)
 	for i := range out {
-		b := t.Data[4*i:]
+		b := data[4*i:]
 		out[i] = math.Float32frombits(uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24)
 	}
 	return out
@@ -117,11 +194,12 @@ func (t *Tensor) Float32s() []float32 {
 func (t *Tensor) unorm8Floats() []float32 {
 	floatsMu.Lock()
 	defer floatsMu.Unlock()
-	if t.floats != nil && len(*t.floats) == len(t.Data) {
+	if t.floats != nil && len(*t.floats) == t.ByteLen() {
 		return *t.floats
 	}
-	out := make([]float32, len(t.Data))
-	for i, v := range t.Data {
+	data := t.Bytes()
+	out := make([]float32, len(data))
+	for i, v := range data {
 		out[i] = Unorm8Float[v]
 	}
 	t.floats = &out
@@ -173,6 +251,21 @@ func (t *Tensor) Validate() error {
 	n, err := t.Elements()
 	if err != nil {
 		return err
+	}
+	if t.Items != nil {
+		if t.Data != nil {
+			return &ShapeError{Shape: t.Shape, Reason: "a view has Items and no Data"}
+		}
+		if len(t.Items) != t.Shape[0] {
+			return &ShapeError{Shape: t.Shape, Reason: "view has " + strconv.Itoa(len(t.Items)) + " items, shape needs " + strconv.Itoa(t.Shape[0])}
+		}
+		per := n / t.Shape[0] * size
+		for i, it := range t.Items {
+			if len(it) != per {
+				return &ShapeError{Shape: t.Shape, Reason: "view item " + strconv.Itoa(i) + " is " + strconv.Itoa(len(it)) + " bytes, shape needs " + strconv.Itoa(per)}
+			}
+		}
+		return nil
 	}
 	if want := n * size; len(t.Data) != want {
 		return &ShapeError{Shape: t.Shape, Reason: "data is " + strconv.Itoa(len(t.Data)) + " bytes, shape needs " + strconv.Itoa(want)}

@@ -24,7 +24,7 @@ type Images struct {
 	Batch, Height, Width, Channels int
 
 	t     *protocol.Tensor
-	f     []float32  // float32 data, nil for uint8
+	float bool       // float32 data (else bytes, read as they are or through table)
 	exact []bool     // per image: holds values for which only the exact kernel is right
 	table *[256]byte // Unorm8 whose float path changes some values: map bytes through it
 }
@@ -63,18 +63,18 @@ func NewImages(t *protocol.Tensor, opts ConvertOptions) (*Images, error) {
 	if t.DType != protocol.Float32 {
 		return im, nil
 	}
-	im.f = t.Float32s()
+	im.float = true
 	im.exact = make([]bool, b)
 	n := h * w * c
 	for i := range b {
-		if !outsideFastRange(t.Data[i*n*4 : (i+1)*n*4]) {
+		if !outsideFastRange(t.Item(i)) {
 			continue
 		}
 		im.exact[i] = true
 		if opts.AllowNonFinite {
 			continue
 		}
-		if err := checkFinite(im.f[i*n:(i+1)*n], i*n); err != nil {
+		if err := checkFinite(protocol.Float32sOf(t.Item(i)), i*n); err != nil {
 			return nil, err
 		}
 	}
@@ -103,13 +103,13 @@ func (im *Images) Pixels(i int, dst *Pixels) (*Pixels, error) {
 			dst.Pix = make([]byte, n)
 		}
 		dst.Pix = dst.Pix[:n]
-		for j, v := range im.t.Data[i*n : (i+1)*n] {
+		for j, v := range im.t.Item(i) {
 			dst.Pix[j] = im.table[v]
 		}
 		return dst, nil
 	}
-	if im.f == nil { // dst is left alone: its buffer must never become a view of the tensor
-		return &Pixels{W: im.Width, H: im.Height, C: im.Channels, Pix: im.t.Data[i*n : (i+1)*n : (i+1)*n]}, nil
+	if !im.float { // dst is left alone: its buffer must never become a view of the tensor
+		return &Pixels{W: im.Width, H: im.Height, C: im.Channels, Pix: im.t.Item(i)}, nil
 	}
 	if dst == nil {
 		dst = &Pixels{}
@@ -119,7 +119,7 @@ func (im *Images) Pixels(i int, dst *Pixels) (*Pixels, error) {
 		dst.Pix = make([]byte, n)
 	}
 	dst.Pix = dst.Pix[:n]
-	src := im.f[i*n : (i+1)*n]
+	src := protocol.Float32sOf(im.t.Item(i))
 	if im.exact[i] {
 		convertExact(dst.Pix, src)
 	} else {
@@ -246,3 +246,7 @@ func checkFinite(s []float32, base int) error {
 	}
 	return nil
 }
+
+// copies reports whether Pixels writes into a buffer (float32 data, or bytes
+// through a table) rather than returning views of the tensor.
+func (im *Images) copies() bool { return im.float || im.table != nil }

@@ -310,8 +310,12 @@ func (r *promptRun) heldBytes() int64 {
 	return n
 }
 
-// tensorBytes is a tensor's size from its reference; 0 when it cannot tell.
+// tensorBytes is a tensor's size from its reference; 0 when it cannot tell,
+// and 0 for a view, whose memory belongs to tensors already counted.
 func tensorBytes(ref plugins.TensorRef) int64 {
+	if ref.View {
+		return 0
+	}
 	n := int64(protocol.DType(ref.DType).Size())
 	for _, d := range ref.Shape {
 		if d < 0 {
