@@ -122,7 +122,6 @@ func (n *repeatImageBatch) Run(ctx context.Context, call *plugins.Call) (plugins
 	return plugins.Result{Outputs: []any{out}}, nil
 }
 
-
 // imageBatch is ComfyUI's ImageBatch: image2 appended to image1. When the
 // sizes differ, image2 is resized to image1's with common_upscale(...,
 // "bilinear", "center"): the centre cropped to image1's aspect ratio, then
