@@ -26,6 +26,10 @@ const noAlphaMaskSide = 64
 // any byte v' in 159 of the 256 cases, so no byte form would be exact.
 func imageTensors(d *decoded) (img, mask *protocol.Tensor) {
 	n, w, h := len(d.frames), d.w, d.h
+	if m, ok := d.frames[0].(*rgbImage); ok && n == 1 && !d.hasAlpha && m.Stride == 3*w && len(m.Pix) == 3*w*h {
+		// The decoder's RGB rows are the tensor: no copy at all.
+		return protocol.FromUnorm8(m.Pix, 1, h, w, 3), protocol.NewFloat32(1, noAlphaMaskSide, noAlphaMaskSide)
+	}
 	rgb := make([]byte, n*h*w*3)
 	var alpha []float32
 	if d.hasAlpha {
@@ -33,6 +37,13 @@ func imageTensors(d *decoded) (img, mask *protocol.Tensor) {
 	}
 	row := make([]byte, 4*w)
 	for f, m := range d.frames {
+		if m, ok := m.(*rgbImage); ok && alpha == nil {
+			// The decoder's rows are the tensor's: one copy per row.
+			for y := 0; y < h; y++ {
+				copy(rgb[((f*h)+y)*w*3:][:w*3], m.Pix[y*m.Stride:][:w*3])
+			}
+			continue
+		}
 		read := nrgbaRows(m)
 		for y := 0; y < h; y++ {
 			out := rgb[((f*h)+y)*w*3:][:w*3]
