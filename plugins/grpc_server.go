@@ -64,7 +64,8 @@ func (s *packServer) GetTensor(ref *pluginpb.TensorRef, stream grpc.ServerStream
 
 func (s *packServer) Release(_ context.Context, req *pluginpb.ReleaseRequest) (*pluginpb.ReleaseResponse, error) {
 	freed := s.store.release(req.GetIds()...)
-	s.mem.released(freed)
+	n, _ := s.store.stats()
+	s.mem.releasedIdle(freed, n == 0)
 	return &pluginpb.ReleaseResponse{}, nil
 }
 
