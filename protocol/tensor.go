@@ -141,6 +141,9 @@ func (t *Tensor) Writable() []byte {
 		t.Data = t.Bytes()
 		t.Items = nil
 	}
+	floatsMu.Lock()
+	t.floats = nil // the writer may change what the cached floats stand for
+	floatsMu.Unlock()
 	return t.Data
 }
 
