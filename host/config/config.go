@@ -71,7 +71,7 @@ type Config struct {
 
 	// Cache bounds ComfyUI's output cache (nodes unchanged since an earlier
 	// prompt do not run again): the key cache.bytes, the tensor bytes kept;
-	// 0 = DefaultCacheBytes. `nodecast serve --cache-none` turns it off.
+	// 0 = DefaultCacheBytes under nodecast serve. `--cache-none` turns it off.
 	Cache Cache
 }
 
@@ -81,11 +81,24 @@ type Cache struct {
 	None  bool  // no cache (--cache-none, or cache: {none: true})
 }
 
-// DefaultCacheBytes is the output cache's bound when cache.bytes is not set.
+// DefaultCacheBytes is the output cache's bound for nodecast serve when
+// cache.bytes is not set.
 const DefaultCacheBytes = 2 << 30
 
-// CacheBytes is the bound the executor gets: 0 (no cache) when None.
+// CacheBytes is the bound the config itself sets: cache.bytes, or 0 (no
+// cache) when it is unset or none is true. host.ConfigOptions uses it, so an
+// embedding program caches only when its config asks.
 func (c Cache) CacheBytes() int64 {
+	if c.None {
+		return 0
+	}
+	return c.Bytes
+}
+
+// ServeBytes is nodecast serve's bound: as ComfyUI, serve caches by default,
+// DefaultCacheBytes unless cache.bytes says otherwise; 0 when none is true
+// (--cache-none).
+func (c Cache) ServeBytes() int64 {
 	switch {
 	case c.None:
 		return 0

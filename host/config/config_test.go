@@ -286,11 +286,11 @@ func TestCacheSection(t *testing.T) {
 	if c.Cache.CacheBytes() != 128<<20 {
 		t.Fatalf("cache %+v gives %d", c.Cache, c.Cache.CacheBytes())
 	}
-	if got := config.Default().Cache.CacheBytes(); got != config.DefaultCacheBytes {
-		t.Fatalf("default cache bound %d", got)
+	if d := config.Default().Cache; d.ServeBytes() != config.DefaultCacheBytes || d.CacheBytes() != 0 {
+		t.Fatalf("default cache: serve %d, embedded %d", d.ServeBytes(), d.CacheBytes())
 	}
 	c, err = config.Load(writeConfig(t, "cache: {bytes: 134217728, none: true}\n", ""))
-	if err != nil || c.Cache.CacheBytes() != 0 {
+	if err != nil || c.Cache.CacheBytes() != 0 || c.Cache.ServeBytes() != 0 {
 		t.Fatalf("none: %v %+v", err, c.Cache)
 	}
 	_, err = config.Load(writeConfig(t, "cache:\n  bytes: 1000\n", ""))

@@ -156,6 +156,7 @@ func (s *settings) logger(stderr io.Writer) (*slog.Logger, error) {
 
 func (s *settings) hostOptions(log *slog.Logger) host.Options {
 	opts := host.ConfigOptions(s.cfg)
+	opts.CacheBytes = s.cfg.Cache.ServeBytes() // serve caches as ComfyUI does, unless --cache-none
 	if tok := os.Getenv(tokenEnv); tok != "" {
 		opts.Hub.Token = tok // a secret is better kept out of the config file
 	}

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nodecast/nodecast/host"
 	"github.com/nodecast/nodecast/host/config"
 )
 
@@ -189,11 +188,11 @@ func TestNodes(t *testing.T) {
 // the config says; without it serve caches with the config's bound.
 func TestCacheNoneFlag(t *testing.T) {
 	s, code := parseFlags("serve", []string{"--cache-none"}, io.Discard, true) // code is for a failed parse
-	if s == nil || !s.cfg.Cache.None || host.ConfigOptions(s.cfg).CacheBytes != 0 {
+	if s == nil || !s.cfg.Cache.None || s.hostOptions(nil).CacheBytes != 0 {
 		t.Fatalf("--cache-none: %+v %d", s, code)
 	}
 	s, _ = parseFlags("serve", nil, io.Discard, true)
-	if s == nil || host.ConfigOptions(s.cfg).CacheBytes != config.DefaultCacheBytes {
+	if s == nil || s.hostOptions(nil).CacheBytes != config.DefaultCacheBytes {
 		t.Fatalf("default: %+v", s)
 	}
 }
