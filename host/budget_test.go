@@ -43,6 +43,21 @@ func budgetPrompt(client string) string {
   "5": {"class_type": "SendImageOnWebSocket", "inputs": {"images": ["4", 0], "event": "budget.test", "encoder": "png"}}}}`
 }
 
+// budgetRefusedPrompt makes tensors that must be allocated, now that
+// RepeatImageBatch and ImageBatch of alike images are views costing nothing:
+// LoadImage(side²) -> RepeatImageBatch(64) (a view), EmptyImage(16 float32
+// images), and ImageBatch of the two, which converts both to one float32
+// batch of 80.
+func budgetRefusedPrompt(client string, side int) string {
+	s := strconv.Itoa(side)
+	return `{"client_id": "` + client + `", "prompt": {
+  "1": {"class_type": "LoadImage", "inputs": {"image": "src.png"}},
+  "2": {"class_type": "RepeatImageBatch", "inputs": {"image": ["1", 0], "amount": 64}},
+  "3": {"class_type": "EmptyImage", "inputs": {"width": ` + s + `, "height": ` + s + `, "batch_size": 16}},
+  "4": {"class_type": "ImageBatch", "inputs": {"image1": ["2", 0], "image2": ["3", 0]}},
+  "5": {"class_type": "SendImageOnWebSocket", "inputs": {"images": ["4", 0], "event": "budget.test", "encoder": "png"}}}}`
+}
+
 // waitRSSBelow polls the pack's resident memory until it is under bound; the
 // deadline is generous, what is asserted is the bound.
 func waitRSSBelow(t *testing.T, pid int, bound int64) int64 {
@@ -79,11 +94,11 @@ func TestPromptTensorBudget(t *testing.T) {
 	base := procStatusBytes(t, pid, "VmRSS")
 
 	start := time.Now()
-	_, entry := waitPrompt(t, h, srv, budgetPrompt("budget"))
+	_, entry := waitPrompt(t, h, srv, budgetRefusedPrompt("budget", side))
 	elapsed := time.Since(start)
 	e := executionError(t, entry)
-	held := img + 64*64*4 + 16*img + 32*img // node 1's IMAGE and MASK, nodes 2 and 3
-	need := 64 * img
+	held := img/4 + 64*64*4 + 0 + 16*img // node 1's IMAGE (8-bit) and MASK, node 2 (a view), node 3 (float32)
+	need := 80*img + 64*img              // the float32 batch of 80, and image1 converted to float32
 	msg, _ := e["exception_message"].(string)
 	if e["node_id"] != "4" || e["exception_type"] != "torch.OutOfMemoryError" ||
 		!strings.Contains(msg, fmt.Sprintf("ImageBatch output needs %d bytes", need)) ||

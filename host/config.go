@@ -40,5 +40,6 @@ func ConfigOptions(cfg *config.Config) Options {
 		BreakerRestarts:   cfg.Limits.BreakerRestarts,
 		BreakerWindow:     cfg.Limits.BreakerWindow,
 		BreakerCooldown:   cfg.Limits.BreakerCooldown,
+		CacheBytes:        cfg.Cache.CacheBytes(),
 	}
 }

@@ -87,6 +87,10 @@ type Options struct {
 	BreakerRestarts int
 	BreakerWindow   time.Duration
 	BreakerCooldown time.Duration
+	// CacheBytes bounds ComfyUI's output cache between prompts; 0 = no
+	// cache (an embedding program opts in; nodecast serve's config turns it
+	// on). POST /free empties it.
+	CacheBytes int64
 }
 
 // PackSource says how to start one node pack's plugin process.
@@ -190,6 +194,7 @@ func New(ctx context.Context, opts Options) (*Host, error) {
 		MaxHistoryBytes:   opts.HistoryBytes,
 		HistoryValueBytes: opts.HistoryValueBytes,
 		PromptTensorBytes: opts.PromptTensorBytes,
+		CacheBytes:        opts.CacheBytes,
 	})
 	if err != nil {
 		sup.Close()

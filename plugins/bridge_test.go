@@ -432,3 +432,23 @@ func tile[T any](dst []T, period int, next func() T) {
 		copy(dst[i:], block)
 	}
 }
+
+// TestViewCrossesAsOneTensor: a view (a repeated batch sharing one image's
+// memory) is streamed item by item and arrives as one contiguous tensor with
+// the same bytes; a Unorm8 tensor keeps its dtype across.
+func TestViewCrossesAsOneTensor(t *testing.T) {
+	ip := newInProcess(t)
+	one := randomTensor(protocol.Unorm8, 1, 700, 900, 3)
+	view := &protocol.Tensor{DType: protocol.Unorm8, Shape: []int{3, 700, 900, 3}, Items: [][]byte{one.Data, one.Data, one.Data}}
+	ref, err := ip.client.PutTensor(t.Context(), view)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := ip.client.GetTensor(t.Context(), ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.DType != protocol.Unorm8 || out.IsView() || !bytes.Equal(out.Data, bytes.Repeat(one.Data, 3)) {
+		t.Fatalf("got %s%v view=%v, %d bytes", out.DType, out.Shape, out.IsView(), len(out.Data))
+	}
+}

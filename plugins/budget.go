@@ -3,7 +3,9 @@ package plugins
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"sync"
 	"sync/atomic"
 
@@ -78,13 +80,41 @@ func (m *memoryReturner) limitFor(budget int64) {
 // released returns memory once a prompt has let go of freed bytes. It runs
 // in the background: a Release call should not wait for a collection.
 func (m *memoryReturner) released(freed int64) {
-	if freed < freeThreshold || !m.freeing.CompareAndSwap(false, true) {
+	m.releasedIdle(freed, false)
+}
+
+// releasedIdle is released, also told whether the plugin now holds no
+// tensor at all (a prompt ended). Then what the heap retains decides, not
+// the tensor bytes freed: a prompt of views and 8-bit tensors frees few
+// tensor bytes, yet its encoded images and pixel buffers were garbage too.
+func (m *memoryReturner) releasedIdle(freed int64, idle bool) {
+	if freed < freeThreshold && !(idle && retainedHeap() >= freeThreshold) {
+		return
+	}
+	if !m.freeing.CompareAndSwap(false, true) {
 		return
 	}
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
 		defer m.freeing.Store(false)
+		// Two collections: the first moves sync.Pool contents (pixel and
+		// encoder buffers) to the pools' victim caches, the second frees them.
+		runtime.GC()
 		debug.FreeOSMemory()
 	}()
+}
+
+// retainedHeap is the heap memory the runtime holds from the OS: in use,
+// garbage not yet collected, and free but not returned.
+func retainedHeap() int64 {
+	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/memory/classes/heap/unused:bytes"}, {Name: "/memory/classes/heap/free:bytes"}}
+	metrics.Read(s)
+	var n int64
+	for _, x := range s {
+		if x.Value.Kind() == metrics.KindUint64 {
+			n += int64(x.Value.Uint64())
+		}
+	}
+	return n
 }

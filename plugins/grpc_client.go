@@ -23,6 +23,9 @@ type TensorRef struct {
 	ID    string
 	DType protocol.DType
 	Shape []int
+	// View: the tensor shares the memory of tensors the plugin already
+	// holds (a repeated or joined batch), so it costs the budget no bytes.
+	View bool
 }
 
 // RunRequest asks a plugin to run one node.
@@ -215,7 +218,7 @@ func refFromProto(r *pluginpb.TensorRef) (TensorRef, error) {
 	if err != nil {
 		return TensorRef{}, err
 	}
-	return TensorRef{ID: r.GetId(), DType: protocol.DType(r.GetDtype()), Shape: shape}, nil
+	return TensorRef{ID: r.GetId(), DType: protocol.DType(r.GetDtype()), Shape: shape, View: r.GetView()}, nil
 }
 
 func partFromProto(p *pluginpb.ImagePart) *protocol.ImagePart {

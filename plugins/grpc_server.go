@@ -64,7 +64,8 @@ func (s *packServer) GetTensor(ref *pluginpb.TensorRef, stream grpc.ServerStream
 
 func (s *packServer) Release(_ context.Context, req *pluginpb.ReleaseRequest) (*pluginpb.ReleaseResponse, error) {
 	freed := s.store.release(req.GetIds()...)
-	s.mem.released(freed)
+	n, _ := s.store.stats()
+	s.mem.releasedIdle(freed, n == 0)
 	return &pluginpb.ReleaseResponse{}, nil
 }
 
@@ -162,7 +163,7 @@ func (s *packServer) resultEvent(res Result) (*pluginpb.RunEvent, []string, erro
 			id := s.store.put(t)
 			ids = append(ids, id)
 			r.Outputs[i] = &pluginpb.Value{Kind: &pluginpb.Value_Tensor{Tensor: &pluginpb.TensorRef{
-				Id: id, Dtype: string(t.DType), Shape: shapeToProto(t.Shape)}}}
+				Id: id, Dtype: string(t.DType), Shape: shapeToProto(t.Shape), View: t.IsView()}}}
 			continue
 		}
 		v, err := encodeValue(o)
@@ -319,7 +320,7 @@ func (s *tensorStore) put(t *protocol.Tensor) string {
 	id := rand.Text()
 	s.mu.Lock()
 	s.m[id] = t
-	s.bytes += int64(len(t.Data))
+	s.bytes += t.OwnBytes()
 	s.mu.Unlock()
 	return id
 }
@@ -338,7 +339,7 @@ func (s *tensorStore) release(ids ...string) int64 {
 	var freed int64
 	for _, id := range ids {
 		if t, ok := s.m[id]; ok {
-			freed += int64(len(t.Data))
+			freed += t.OwnBytes()
 			delete(s.m, id)
 		}
 	}

@@ -75,20 +75,27 @@ func allocTensor(h *pluginpb.TensorRef) (*protocol.Tensor, error) {
 }
 
 // sendTensor streams t in chunks; the first carries header.
+// A view's items are streamed one after the other, straight from the memory
+// they share; the receiver gets one contiguous tensor.
 func sendTensor(t *protocol.Tensor, header *pluginpb.TensorRef, send func(*pluginpb.TensorChunk) error) error {
-	data := t.Data
+	parts := t.Items
+	if parts == nil {
+		parts = [][]byte{t.Data}
+	}
 	first := true
-	for first || len(data) > 0 {
-		n := min(len(data), chunkSize)
-		c := &pluginpb.TensorChunk{Data: data[:n]}
-		if first {
-			c.Header = header
-			first = false
+	for _, data := range parts {
+		for first || len(data) > 0 {
+			n := min(len(data), chunkSize)
+			c := &pluginpb.TensorChunk{Data: data[:n]}
+			if first {
+				c.Header = header
+				first = false
+			}
+			if err := send(c); err != nil {
+				return err
+			}
+			data = data[n:]
 		}
-		if err := send(c); err != nil {
-			return err
-		}
-		data = data[n:]
 	}
 	return nil
 }

@@ -24,9 +24,25 @@ type Images struct {
 	Batch, Height, Width, Channels int
 
 	t     *protocol.Tensor
-	f     []float32 // float32 data, nil for uint8
-	exact []bool    // per image: holds values for which only the exact kernel is right
+	float bool       // float32 data (else bytes, read as they are or through table)
+	exact []bool     // per image: holds values for which only the exact kernel is right
+	table *[256]byte // Unorm8 whose float path changes some values: map bytes through it
 }
+
+// unorm8Pixels is ComfyUI's float path for every Unorm8 byte:
+// uint8(clip(255 * float32(v/255))), computed by the same kernel as float32
+// tensors, so a Unorm8 tensor sends exactly the pixels of the float32 tensor
+// it stands for. unorm8Identity says that the path gives every byte back
+// (it does with float32 arithmetic), so a Unorm8 image is sent from its own
+// memory without a copy; the table stays for platforms where it would not.
+var unorm8Pixels, unorm8Identity = func() (t [256]byte, id bool) {
+	convertExact(t[:], protocol.Unorm8Float[:])
+	id = true
+	for i, v := range t {
+		id = id && int(v) == i
+	}
+	return t, id
+}()
 
 // NewImages checks t (shape, dtype, data length, limits and, unless
 // AllowNonFinite, finiteness of every element) before anything is converted.
@@ -41,21 +57,24 @@ func NewImages(t *protocol.Tensor, opts ConvertOptions) (*Images, error) {
 		return nil, err
 	}
 	im := &Images{Batch: b, Height: h, Width: w, Channels: c, t: t}
+	if t.DType == protocol.Unorm8 && !unorm8Identity {
+		im.table = &unorm8Pixels
+	}
 	if t.DType != protocol.Float32 {
 		return im, nil
 	}
-	im.f = t.Float32s()
+	im.float = true
 	im.exact = make([]bool, b)
 	n := h * w * c
 	for i := range b {
-		if !outsideFastRange(t.Data[i*n*4 : (i+1)*n*4]) {
+		if !outsideFastRange(t.Item(i)) {
 			continue
 		}
 		im.exact[i] = true
 		if opts.AllowNonFinite {
 			continue
 		}
-		if err := checkFinite(im.f[i*n:(i+1)*n], i*n); err != nil {
+		if err := checkFinite(protocol.Float32sOf(t.Item(i)), i*n); err != nil {
 			return nil, err
 		}
 	}
@@ -66,7 +85,8 @@ func NewImages(t *protocol.Tensor, opts ConvertOptions) (*Images, error) {
 func (im *Images) Len() int { return im.Batch }
 
 // Pixels converts image i of the batch. It reuses dst's buffer when dst is
-// not nil and its buffer is large enough. For a uint8 tensor the result is a
+// not nil and its buffer is large enough. For a uint8 tensor (and a Unorm8
+// one whose float path is the identity) the result is a
 // new view of the tensor's data, not a copy (do not modify it), and dst is
 // not touched.
 func (im *Images) Pixels(i int, dst *Pixels) (*Pixels, error) {
@@ -74,8 +94,22 @@ func (im *Images) Pixels(i int, dst *Pixels) (*Pixels, error) {
 		return nil, &protocol.LimitError{What: "image index", Value: int64(i), Limit: int64(im.Batch - 1)}
 	}
 	n := im.Height * im.Width * im.Channels
-	if im.f == nil { // dst is left alone: its buffer must never become a view of the tensor
-		return &Pixels{W: im.Width, H: im.Height, C: im.Channels, Pix: im.t.Data[i*n : (i+1)*n : (i+1)*n]}, nil
+	if im.table != nil {
+		if dst == nil {
+			dst = &Pixels{}
+		}
+		dst.W, dst.H, dst.C = im.Width, im.Height, im.Channels
+		if cap(dst.Pix) < n {
+			dst.Pix = make([]byte, n)
+		}
+		dst.Pix = dst.Pix[:n]
+		for j, v := range im.t.Item(i) {
+			dst.Pix[j] = im.table[v]
+		}
+		return dst, nil
+	}
+	if !im.float { // dst is left alone: its buffer must never become a view of the tensor
+		return &Pixels{W: im.Width, H: im.Height, C: im.Channels, Pix: im.t.Item(i)}, nil
 	}
 	if dst == nil {
 		dst = &Pixels{}
@@ -85,7 +119,7 @@ func (im *Images) Pixels(i int, dst *Pixels) (*Pixels, error) {
 		dst.Pix = make([]byte, n)
 	}
 	dst.Pix = dst.Pix[:n]
-	src := im.f[i*n : (i+1)*n]
+	src := protocol.Float32sOf(im.t.Item(i))
 	if im.exact[i] {
 		convertExact(dst.Pix, src)
 	} else {
@@ -212,3 +246,7 @@ func checkFinite(s []float32, base int) error {
 	}
 	return nil
 }
+
+// copies reports whether Pixels writes into a buffer (float32 data, or bytes
+// through a table) rather than returning views of the tensor.
+func (im *Images) copies() bool { return im.float || im.table != nil }

@@ -199,7 +199,7 @@ var pixelPool sync.Pool
 // pixelBuffer returns Pixels whose buffer may be reused, or nil for a uint8
 // tensor, which converts to views of its own data.
 func (j *sendJob) pixelBuffer() *Pixels {
-	if j.images.f == nil {
+	if !j.images.copies() {
 		return nil
 	}
 	if px, ok := pixelPool.Get().(*Pixels); ok {
@@ -209,7 +209,7 @@ func (j *sendJob) pixelBuffer() *Pixels {
 }
 
 func (j *sendJob) releasePixels(px *Pixels) {
-	if px != nil && j.images.f != nil {
+	if px != nil && j.images.copies() {
 		pixelPool.Put(px)
 	}
 }

@@ -158,6 +158,7 @@ func New(opts Options) http.Handler {
 	route("GET", "/queue", body, s.getQueue)
 	route("POST", "/queue", body, s.postQueue)
 	route("POST", "/interrupt", body, s.postInterrupt)
+	route("POST", "/free", body, s.postFree) // free.go
 	route("GET", "/history", body, s.getHistory)
 	route("GET", "/history/{prompt_id}", body, s.getHistoryEntry)
 	route("POST", "/history", body, s.postHistory)

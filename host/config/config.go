@@ -68,6 +68,44 @@ type Config struct {
 	TempDir      string   // PreviewImage's files, emptied at start; "" = the command line decides (./temp)
 	Sessions     Sessions // what is kept for clients between reconnects
 	Limits       Limits   // memory and crash-loop bounds; zero values keep the host's defaults
+
+	// Cache bounds ComfyUI's output cache (nodes unchanged since an earlier
+	// prompt do not run again): the key cache.bytes, the tensor bytes kept;
+	// 0 = DefaultCacheBytes under nodecast serve. `--cache-none` turns it off.
+	Cache Cache
+}
+
+// Cache configures the output cache.
+type Cache struct {
+	Bytes int64 // tensor bytes kept; 0 = DefaultCacheBytes
+	None  bool  // no cache (--cache-none, or cache: {none: true})
+}
+
+// DefaultCacheBytes is the output cache's bound for nodecast serve when
+// cache.bytes is not set.
+const DefaultCacheBytes = 2 << 30
+
+// CacheBytes is the bound the config itself sets: cache.bytes, or 0 (no
+// cache) when it is unset or none is true. host.ConfigOptions uses it, so an
+// embedding program caches only when its config asks.
+func (c Cache) CacheBytes() int64 {
+	if c.None {
+		return 0
+	}
+	return c.Bytes
+}
+
+// ServeBytes is nodecast serve's bound: as ComfyUI, serve caches by default,
+// DefaultCacheBytes unless cache.bytes says otherwise; 0 when none is true
+// (--cache-none).
+func (c Cache) ServeBytes() int64 {
+	switch {
+	case c.None:
+		return 0
+	case c.Bytes > 0:
+		return c.Bytes
+	}
+	return DefaultCacheBytes
 }
 
 // Limits bounds what requests may make the host hold, and how the crash-loop
@@ -228,6 +266,7 @@ func Parse(name string, data []byte, baseDir string) (*Config, error) {
 		"sessions":  func(k string, n *yaml.Node) error { return p.sessions(n, k, &c.Sessions) },
 		"websocket": func(k string, n *yaml.Node) error { return p.websocket(n, k, &c.WebSocket) },
 		"limits":    func(k string, n *yaml.Node) error { return p.limits(n, k, &c.Limits) },
+		"cache":     func(k string, n *yaml.Node) error { return p.cache(n, k, &c.Cache) },
 		"workflows": func(k string, n *yaml.Node) error {
 			return p.eachKey(n, k, func(name string, key string, wn *yaml.Node) error {
 				w, err := p.workflow(name, key, wn)
@@ -670,5 +709,27 @@ func (p *parser) limits(n *yaml.Node, key string, l *Limits) error {
 		},
 		"breaker_window":   duration(&l.BreakerWindow),
 		"breaker_cooldown": duration(&l.BreakerCooldown),
+	})
+}
+
+// cache decodes the cache section: bytes (at least 1 MiB, or 0 for the
+// default) and none.
+func (p *parser) cache(n *yaml.Node, key string, c *Cache) error {
+	return p.mapping(n, key, map[string]func(string, *yaml.Node) error{
+		"bytes": func(k string, v *yaml.Node) error {
+			b, err := p.nonNegative(v, k)
+			if err == nil && b > 0 && b < 1<<20 {
+				return p.errAt(v, k, fmt.Sprintf("%d is too small to hold an image (want 0 for the default, or at least %d)", b, 1<<20))
+			}
+			c.Bytes = b
+			return err
+		},
+		"none": func(k string, v *yaml.Node) error {
+			if v.Kind != yaml.ScalarNode || (v.Value != "true" && v.Value != "false") {
+				return p.errAt(v, k, "want true or false")
+			}
+			c.None = v.Value == "true"
+			return nil
+		},
 	})
 }

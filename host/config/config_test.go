@@ -277,3 +277,24 @@ func TestLimitsSection(t *testing.T) {
 		}
 	}
 }
+
+func TestCacheSection(t *testing.T) {
+	c, err := config.Load(writeConfig(t, "cache:\n  bytes: 134217728\n", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Cache.CacheBytes() != 128<<20 {
+		t.Fatalf("cache %+v gives %d", c.Cache, c.Cache.CacheBytes())
+	}
+	if d := config.Default().Cache; d.ServeBytes() != config.DefaultCacheBytes || d.CacheBytes() != 0 {
+		t.Fatalf("default cache: serve %d, embedded %d", d.ServeBytes(), d.CacheBytes())
+	}
+	c, err = config.Load(writeConfig(t, "cache: {bytes: 134217728, none: true}\n", ""))
+	if err != nil || c.Cache.CacheBytes() != 0 || c.Cache.ServeBytes() != 0 {
+		t.Fatalf("none: %v %+v", err, c.Cache)
+	}
+	_, err = config.Load(writeConfig(t, "cache:\n  bytes: 1000\n", ""))
+	if err == nil || !strings.Contains(err.Error(), "cache.bytes") || !strings.Contains(err.Error(), "1000 is too small") {
+		t.Fatalf("small bound: err = %v", err)
+	}
+}

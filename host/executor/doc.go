@@ -18,6 +18,13 @@
 // retried node all along; the executor logs them at Warn instead. A second
 // death fails the node with execution_error.
 //
+// With Options.CacheBytes set it keeps ComfyUI's cache (cache.go): a node
+// whose class, inputs and upstream are unchanged since an earlier prompt
+// (LoadImage-style file inputs keyed on the file's sha256, as IS_CHANGED)
+// reuses that prompt's outputs, owned by the cache until evicted (LRU, bounded
+// in tensor bytes, never while a running prompt uses them), and is listed in
+// execution_cached; output nodes always run; FreeCache empties it (/free).
+//
 // The executor knows nodes only by their Spec. It must never import sendimage
 // or a node implementation (plugins/builtin): nodes run in plugin processes.
 package executor

@@ -74,6 +74,11 @@ type Options struct {
 	// workflow entry sets one, and only for inputs the node's Spec declares.
 	Defaults map[string]any
 	Logger   *slog.Logger // nil = discard
+	// CacheBytes bounds the tensor bytes of the node outputs kept between
+	// prompts (ComfyUI's cache: an unchanged node is not run again).
+	// 0 or negative = no cache (--cache-none); nodecast serve's config
+	// defaults to DefaultCacheBytes.
+	CacheBytes int64
 }
 
 // Request is a prompt to queue.
@@ -125,6 +130,8 @@ type Executor struct {
 	wg     sync.WaitGroup
 
 	succeeded, failed, interrupted atomic.Uint64 // prompts finished, by outcome
+
+	cache *outputCache // node outputs kept between prompts (cache.go); nil = none
 }
 
 // Finished counts the prompts that ran to an end since New, by outcome.
@@ -170,6 +177,7 @@ func New(opts Options) (*Executor, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &Executor{opts: opts, log: log, jobs: map[string]*job{}, hist: newHistory(opts.MaxHistory, opts.MaxHistoryBytes), ctx: ctx, cancel: cancel}
 	e.cond = sync.NewCond(&e.mu)
+	e.cache = newOutputCache(opts.CacheBytes, opts.Runner.Release)
 	for range opts.Workers {
 		e.wg.Add(1)
 		go e.worker()

@@ -31,8 +31,11 @@ type promptRun struct {
 	meta     map[string]NodeMeta
 	executed []string
 	handles  []supervisor.Handle
-	retried  map[string]bool // nodes retried after their plugin died, by id
-	stopped  bool            // interrupted, as opposed to failed
+	retried  map[string]bool   // nodes retried after their plugin died, by id
+	stopped  bool              // interrupted, as opposed to failed
+	keys     map[string]string // cache keys by node id (cache.go)
+	cached   map[string]bool   // nodes whose outputs came from the cache
+	pinned   []*cacheEntry     // cache entries this prompt uses
 }
 
 // run executes a prompt's nodes in order and returns its history entry.
@@ -43,11 +46,15 @@ func (e *Executor) run(ctx context.Context, j *job) HistoryEntry {
 		executed: []string{}, retried: map[string]bool{},
 	}
 	defer r.release(ctx)
+	defer r.finishCache(ctx)
 	promptID := j.item.PromptID
 	r.add(protocol.TypeExecutionStart, protocol.ExecutionStartData{PromptID: promptID, Timestamp: nowMillis()})
-	r.add(protocol.TypeExecutionCached, protocol.ExecutionCachedData{Nodes: []string{}, PromptID: promptID, Timestamp: nowMillis()})
+	r.add(protocol.TypeExecutionCached, protocol.ExecutionCachedData{Nodes: r.fromCache(), PromptID: promptID, Timestamp: nowMillis()})
 	ok := true
 	for _, id := range j.plan.order {
+		if r.cached[id] {
+			continue
+		}
 		if !r.runNode(ctx, j.plan.nodes[id]) {
 			ok = false
 			break
@@ -133,6 +140,7 @@ func (r *promptRun) runNode(ctx context.Context, n *node) bool {
 		return false
 	}
 	r.outputs[id] = res.Outputs
+	r.keep(n, res.Outputs)
 	r.executed = append(r.executed, id)
 	if len(res.UI) > 0 {
 		r.ui[id] = res.UI
@@ -310,8 +318,12 @@ func (r *promptRun) heldBytes() int64 {
 	return n
 }
 
-// tensorBytes is a tensor's size from its reference; 0 when it cannot tell.
+// tensorBytes is a tensor's size from its reference; 0 when it cannot tell,
+// and 0 for a view, whose memory belongs to tensors already counted.
 func tensorBytes(ref plugins.TensorRef) int64 {
+	if ref.View {
+		return 0
+	}
 	n := int64(protocol.DType(ref.DType).Size())
 	for _, d := range ref.Shape {
 		if d < 0 {
@@ -383,3 +395,58 @@ func exceptionType(err error) string {
 }
 
 func nowMillis() int64 { return time.Now().UnixMilli() }
+
+// fromCache takes from the cache the outputs of every node whose key it
+// holds, and returns those nodes' ids in execution order, for
+// execution_cached. They do not run.
+func (r *promptRun) fromCache() []string {
+	ids := []string{}
+	if r.e.cache == nil {
+		return ids
+	}
+	r.keys = cacheKeys(r.j.plan, r.e.opts.InputDir)
+	r.cached = map[string]bool{}
+	for _, id := range r.j.plan.order {
+		ent, ok := r.e.cache.get(r.keys[id], r.e.opts.Runner.Live)
+		if !ok {
+			continue
+		}
+		r.pinned = append(r.pinned, ent)
+		r.outputs[id] = ent.outputs
+		r.cached[id] = true
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+// keep gives a node's outputs to the cache, which then owns their tensors
+// (the prompt no longer releases them); the entry stays pinned while the
+// prompt runs.
+func (r *promptRun) keep(n *node, outputs []any) {
+	key := r.keys[n.id]
+	if r.e.cache == nil || key == "" {
+		return
+	}
+	hs := handlesIn(outputs)
+	if !r.e.cache.put(key, outputs, hs, cachedBytes(hs)) {
+		return
+	}
+	r.handles = withoutHandles(r.handles, hs)
+	if ent, ok := r.e.cache.get(key, func(supervisor.Handle) bool { return true }); ok {
+		r.pinned = append(r.pinned, ent)
+	}
+}
+
+// finishCache unpins the entries the prompt used and evicts down to the
+// cache's bound.
+func (r *promptRun) finishCache(ctx context.Context) {
+	if r.e.cache == nil {
+		return
+	}
+	for _, ent := range r.pinned {
+		r.e.cache.unpin(ent)
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
+	defer cancel()
+	r.e.cache.trim(rctx, false)
+}

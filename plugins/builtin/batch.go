@@ -3,6 +3,7 @@ package builtin
 import (
 	"context"
 	"math"
+	"slices"
 	"strconv"
 
 	"github.com/nodecast/nodecast/plugins"
@@ -108,23 +109,17 @@ func (n *repeatImageBatch) Run(ctx context.Context, call *plugins.Call) (plugins
 	if err := n.opts.checkBatch(b*amount, w, h); err != nil {
 		return plugins.Result{}, err
 	}
-	if err := call.Limits.CheckTensorBytes("RepeatImageBatch output", int64(len(t.Data))*int64(amount)); err != nil {
-		return plugins.Result{}, err
-	}
-	// Allocate as float32 so that the result stays 4-byte aligned.
-	out := &protocol.Tensor{DType: t.DType, Shape: append([]int{b * amount}, t.Shape[1:]...)}
-	out.Data = alignedBytes(len(t.Data) * amount)
-	for i := 0; i < amount; i++ {
-		copy(out.Data[i*len(t.Data):], t.Data)
+	// The output is a view: amount × b items sharing the input's memory, as
+	// torch's repeat would not but nothing downstream can tell (nodes that
+	// write call Writable, which copies). It costs no new tensor bytes.
+	out := &protocol.Tensor{DType: t.DType, Shape: append([]int{b * amount}, t.Shape[1:]...),
+		Items: make([][]byte, 0, b*amount)}
+	for range amount {
+		for i := range b {
+			out.Items = append(out.Items, t.Item(i))
+		}
 	}
 	return plugins.Result{Outputs: []any{out}}, nil
-}
-
-// alignedBytes returns n zero bytes backed by float32s, so that
-// Tensor.Float32s can share their memory.
-func alignedBytes(n int) []byte {
-	f := protocol.NewFloat32((n + 3) / 4)
-	return f.Data[:n:n]
 }
 
 // imageBatch is ComfyUI's ImageBatch: image2 appended to image1. When the
@@ -176,6 +171,18 @@ func (n *imageBatch) Run(ctx context.Context, call *plugins.Call) (plugins.Resul
 	}
 	if err := n.opts.checkBatch(b1+b2, w1, h1); err != nil {
 		return plugins.Result{}, err
+	}
+	if c1 == c2 && h1 == h2 && w1 == w2 && t1.DType == t2.DType {
+		// Nothing to convert: a view of both batches' images, no new bytes.
+		out := &protocol.Tensor{DType: t1.DType, Shape: slices.Clone(t1.Shape), Items: make([][]byte, 0, b1+b2)}
+		out.Shape[0] = b1 + b2
+		for i := range b1 {
+			out.Items = append(out.Items, t1.Item(i))
+		}
+		for i := range b2 {
+			out.Items = append(out.Items, t2.Item(i))
+		}
+		return plugins.Result{Outputs: []any{out}}, nil
 	}
 	if err := call.Limits.CheckTensorBytes("ImageBatch output", imageBatchBytes(t1, t2, b1, b2, h1, w1, h2, w2, c1, c2, c)); err != nil {
 		return plugins.Result{}, err

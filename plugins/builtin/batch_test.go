@@ -1,6 +1,7 @@
 package builtin
 
 import (
+	"bytes"
 	"encoding/base64"
 	"errors"
 	"image"
@@ -73,8 +74,8 @@ func TestRepeatImageBatch(t *testing.T) {
 	t.Run("uint8 stays uint8", func(t *testing.T) {
 		u := protocol.FromUint8([]byte{1, 2, 3, 4, 5, 6}, 1, 1, 2, 3)
 		out := tensorOut(t, mustRun(t, "RepeatImageBatch", map[string]any{"image": u, "amount": int64(2)}), 0)
-		if out.DType != protocol.Uint8 || !slices.Equal(out.Data, []byte{1, 2, 3, 4, 5, 6, 1, 2, 3, 4, 5, 6}) {
-			t.Fatalf("got %s %v", out.DType, out.Data)
+		if out.DType != protocol.Uint8 || !slices.Equal(out.Bytes(), []byte{1, 2, 3, 4, 5, 6, 1, 2, 3, 4, 5, 6}) {
+			t.Fatalf("got %s %v", out.DType, out.Bytes())
 		}
 	})
 	for _, c := range []struct {
@@ -179,8 +180,10 @@ func TestTensorBudgetCheckedBeforeAllocating(t *testing.T) {
 		need   int64
 	}{
 		{"EmptyImage", map[string]any{"width": int64(1024), "height": int64(1024), "batch_size": int64(4)}, 4 * 1024 * 1024 * 12},
-		{"RepeatImageBatch", map[string]any{"image": img, "amount": int64(64)}, 64 * int64(len(img.Data))},
-		{"ImageBatch", map[string]any{"image1": img, "image2": img}, 2 * int64(len(img.Data))},
+		// RepeatImageBatch and ImageBatch of alike images make views, which
+		// cost no bytes (TestBatchViewsShareMemory); mixing RGB with RGBA
+		// converts: output, plus image1 padded with alpha.
+		{"ImageBatch", map[string]any{"image1": img, "image2": imageTensor(4, 256, 256, 4, func(i int) float32 { return 0.5 })}, 12 * 256 * 256 * 16},
 		{"ETN_LoadImageBase64", map[string]any{"image": base64.StdEncoding.EncodeToString(pngData)}, 1024 * 1024 * 20},
 	} {
 		t.Run(c.class, func(t *testing.T) {
@@ -202,4 +205,46 @@ func allocated() uint64 {
 	s := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
 	metrics.Read(s)
 	return s[0].Value.Uint64()
+}
+
+// TestBatchViewsShareMemory: RepeatImageBatch and ImageBatch of alike images
+// build views of their inputs' memory, allocate next to nothing even over the
+// budget, and read back the same pixels as copies would; Writable copies once.
+func TestBatchViewsShareMemory(t *testing.T) {
+	a := protocol.FromUnorm8(bytes.Repeat([]byte{1, 2, 3}, 512*512), 1, 512, 512, 3)
+	b := protocol.FromUnorm8(bytes.Repeat([]byte{9, 8, 7}, 512*512), 1, 512, 512, 3)
+	lim := plugins.Limits{TensorBudget: 1 << 20, TensorHeld: 1 << 20} // nothing left
+	before := allocated()
+	res, _, err := runWith(t, node(t, "RepeatImageBatch"), map[string]any{"image": a, "amount": int64(64)}, lim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := tensorOut(t, res, 0)
+	res, _, err = runWith(t, node(t, "ImageBatch"), map[string]any{"image1": rep, "image2": b}, lim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if grew := allocated() - before; grew > 64<<10 {
+		t.Errorf("views allocated %d bytes", grew)
+	}
+	out := tensorOut(t, res, 0)
+	wantShape(t, out, 65, 512, 512, 3)
+	if !out.IsView() || out.OwnBytes() != 0 || out.ByteLen() != 65*len(a.Data) {
+		t.Fatalf("view %v, own %d, bytes %d", out.IsView(), out.OwnBytes(), out.ByteLen())
+	}
+	if &out.Item(63)[0] != &a.Data[0] || &out.Item(64)[0] != &b.Data[0] {
+		t.Fatal("items do not share their inputs' memory")
+	}
+	if err := out.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	want := append(bytes.Repeat(a.Data, 64), b.Data...)
+	if !bytes.Equal(out.Bytes(), want) {
+		t.Fatal("the view's bytes differ from the copied batch")
+	}
+	w := out.Writable()
+	w[0] = 200
+	if a.Data[0] != 1 || out.IsView() || out.Item(0)[0] != 200 {
+		t.Fatal("Writable did not copy before the write")
+	}
 }

@@ -1,7 +1,10 @@
 package builtin
 
 import (
+	"fmt"
 	"image"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/nodecast/nodecast/plugins"
@@ -51,6 +54,57 @@ func BenchmarkImageBatchResize(b *testing.B) {
 	for b.Loop() {
 		if _, _, err := runWith(b, n, map[string]any{"image1": small, "image2": big}, plugins.Limits{}); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkRepeatImageBatch measures RepeatImageBatch(4) of a 2048² 8-bit
+// image: a view, so the figure is per batch and SetBytes counts the batch's
+// bytes as a copy would have moved them.
+func BenchmarkRepeatImageBatch(b *testing.B) {
+	img := protocol.FromUnorm8(make([]byte, 2048*2048*3), 1, 2048, 2048, 3)
+	n := node(b, "RepeatImageBatch")
+	b.SetBytes(4 * int64(len(img.Data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, err := runWith(b, n, map[string]any{"image": img, "amount": int64(4)}, plugins.Limits{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkPromptInProcess runs the prompt, LoadImage(photo) ->
+// RepeatImageBatch(n) -> sender, in process for each sender, at 4×2048² and
+// 8×1024² (NODECAST_PHOTO_1024/2048 name real photos; otherwise photo-like
+// ones are made). SetBytes counts the batch's RGB bytes.
+func BenchmarkPromptInProcess(b *testing.B) {
+	for _, size := range []struct{ side, n int }{{2048, 4}, {1024, 8}} {
+		dir := b.TempDir()
+		b.Setenv(InputDirEnv, dir)
+		p := filepath.Join(dir, "photo.png")
+		if err := os.WriteFile(p, photoFile(b, size.side), 0o644); err != nil {
+			b.Fatal(err)
+		}
+		load, repeat := node(b, "LoadImage"), node(b, "RepeatImageBatch")
+		for _, class := range []string{"ETN_SendImageWebSocket", "SaveImageWebsocket", "SendImageOnWebSocket", "NTL_SendImagesWebSocket"} {
+			send := node(b, class)
+			b.Run(fmt.Sprintf("%s/%dx%d", class, size.n, size.side), func(b *testing.B) {
+				b.SetBytes(int64(size.n * size.side * size.side * 3))
+				b.ReportAllocs()
+				for b.Loop() {
+					res, _, err := runWith(b, load, map[string]any{"image": "photo.png"}, plugins.Limits{})
+					if err != nil {
+						b.Fatal(err)
+					}
+					res, _, err = runWith(b, repeat, map[string]any{"image": res.Outputs[0], "amount": int64(size.n)}, plugins.Limits{})
+					if err != nil {
+						b.Fatal(err)
+					}
+					if _, _, err := runWith(b, send, map[string]any{"images": res.Outputs[0], "event": "bench"}, plugins.Limits{}); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
 		}
 	}
 }

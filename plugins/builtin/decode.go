@@ -99,7 +99,12 @@ func decodeImage(r io.ReadSeeker, source string, limits plugins.Limits, opts Opt
 		d.frames, d.hasAlpha = compositeGIF(g, cfg.Width, cfg.Height)
 		return d, nil
 	}
-	m, _, err := image.Decode(bufio.NewReader(r))
+	var m image.Image
+	if format == "png" {
+		m, err = decodePNG(r)
+	} else {
+		m, _, err = image.Decode(bufio.NewReader(r))
+	}
 	if err != nil {
 		return nil, &DecodeError{Source: source, Format: format, Err: err}
 	}
@@ -270,6 +275,13 @@ func nrgbaRows(m image.Image) rowFunc {
 	b := m.Bounds()
 	w := b.Dx()
 	switch m := m.(type) {
+	case *rgbImage:
+		return func(y int, dst []byte) {
+			src := m.Pix[y*m.Stride:][:3*w]
+			for x := 0; x < w; x++ {
+				dst[4*x], dst[4*x+1], dst[4*x+2], dst[4*x+3] = src[3*x], src[3*x+1], src[3*x+2], 0xff
+			}
+		}
 	case *image.NRGBA:
 		return func(y int, dst []byte) {
 			i := m.PixOffset(b.Min.X, b.Min.Y+y)

@@ -19,9 +19,14 @@
 // Loaders check an image's header against the host's limits (call.Limits.Image)
 // before decoding a pixel, and the size of every batch they make against
 // Options.MaxBatchPixels. They read PNG (8 and 16 bits), JPEG, GIF (an
-// animation becomes a batch of its frames, as in ComfyUI), WebP, BMP and TIFF.
-// Pixels become floats exactly as ComfyUI's numpy code makes them (v/255 in
-// float32), and MASK is 1 - alpha, or a 64×64 zero mask for images without
+// animation becomes a batch of its frames, as in ComfyUI), WebP, BMP and TIFF;
+// 8-bit non-interlaced PNGs by a decoder of their own (pngdecode.go: klauspost
+// inflate beside the unfiltering, checked against image/png), others by image/png.
+// RepeatImageBatch, and ImageBatch of alike images, return views that share
+// their inputs' memory.
+// IMAGE tensors keep the file's 8-bit samples (protocol.Unorm8), standing for
+// the floats ComfyUI's numpy code makes of them (v/255 in float32), which a
+// node that computes in floats gets, converted once; MASK is 1 - alpha, or a 64×64 zero mask for images without
 // alpha. Where nodecast differs from ComfyUI + Pillow:
 //   - EXIF orientation is not applied: JPEGs are used as stored.
 //   - 16-bit samples keep their high byte, which is what Pillow does for 16-bit

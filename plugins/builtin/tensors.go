@@ -19,26 +19,39 @@ var unit8, oneMinusUnit8 = func() (u, m [256]float32) {
 // for images without alpha.
 const noAlphaMaskSide = 64
 
-// imageTensors converts decoded frames into ComfyUI's IMAGE (float32
-// [N,H,W,3], RGB) and MASK (float32 [N,H,W] = 1 - alpha, or [N,64,64] zeros
-// when the image has no alpha).
+// imageTensors converts decoded frames into ComfyUI's IMAGE (Unorm8
+// [N,H,W,3], RGB: the bytes of the file, standing for ComfyUI's float32
+// v/255) and MASK (float32 [N,H,W] = 1 - alpha, or [N,64,64] zeros when the
+// image has no alpha). The mask stays float32: 1 - v/255 is not v'/255 for
+// any byte v' in 159 of the 256 cases, so no byte form would be exact.
 func imageTensors(d *decoded) (img, mask *protocol.Tensor) {
 	n, w, h := len(d.frames), d.w, d.h
-	rgb := make([]float32, n*h*w*3)
+	if m, ok := d.frames[0].(*rgbImage); ok && n == 1 && !d.hasAlpha && m.Stride == 3*w && len(m.Pix) == 3*w*h {
+		// The decoder's RGB rows are the tensor: no copy at all.
+		return protocol.FromUnorm8(m.Pix, 1, h, w, 3), protocol.NewFloat32(1, noAlphaMaskSide, noAlphaMaskSide)
+	}
+	rgb := make([]byte, n*h*w*3)
 	var alpha []float32
 	if d.hasAlpha {
 		alpha = make([]float32, n*h*w)
 	}
 	row := make([]byte, 4*w)
 	for f, m := range d.frames {
+		if m, ok := m.(*rgbImage); ok && alpha == nil {
+			// The decoder's rows are the tensor's: one copy per row.
+			for y := 0; y < h; y++ {
+				copy(rgb[((f*h)+y)*w*3:][:w*3], m.Pix[y*m.Stride:][:w*3])
+			}
+			continue
+		}
 		read := nrgbaRows(m)
 		for y := 0; y < h; y++ {
-			read(y, row)
 			out := rgb[((f*h)+y)*w*3:][:w*3]
+			read(y, row)
 			for x := 0; x < w; x++ {
-				out[3*x] = unit8[row[4*x]]
-				out[3*x+1] = unit8[row[4*x+1]]
-				out[3*x+2] = unit8[row[4*x+2]]
+				out[3*x] = row[4*x]
+				out[3*x+1] = row[4*x+1]
+				out[3*x+2] = row[4*x+2]
 			}
 			if alpha != nil {
 				am := alpha[((f*h)+y)*w:][:w]
@@ -48,7 +61,7 @@ func imageTensors(d *decoded) (img, mask *protocol.Tensor) {
 			}
 		}
 	}
-	img = protocol.FromFloat32(rgb, n, h, w, 3)
+	img = protocol.FromUnorm8(rgb, n, h, w, 3)
 	if alpha != nil {
 		return img, protocol.FromFloat32(alpha, n, h, w)
 	}
@@ -57,33 +70,27 @@ func imageTensors(d *decoded) (img, mask *protocol.Tensor) {
 
 // firstChannelMask converts the first frame into a MASK [1,H,W] holding the
 // first channel as ETN_LoadMaskBase64 does (np.array(img)[..., 0] / 255): the
-// grey level of a greyscale image, the red channel of a colour one. For a
-// palette image this takes the red of the palette colour, where numpy would
-// see the palette index.
+// grey level of a greyscale image, the red channel of a colour one, as a
+// Unorm8 tensor (exactly v/255). For a palette image this takes the red of
+// the palette colour, where numpy would see the palette index.
 func firstChannelMask(d *decoded) *protocol.Tensor {
 	w, h := d.w, d.h
-	out := make([]float32, w*h)
+	out := make([]byte, w*h)
 	row := make([]byte, 4*w)
 	read := nrgbaRows(d.frames[0])
 	for y := 0; y < h; y++ {
 		read(y, row)
 		o := out[y*w:][:w]
 		for x := range o {
-			o[x] = unit8[row[4*x]]
+			o[x] = row[4*x]
 		}
 	}
-	return protocol.FromFloat32(out, 1, h, w)
+	return protocol.FromUnorm8(out, 1, h, w)
 }
 
-// float32Data returns the elements of a float32 or uint8 IMAGE tensor as
-// float32, converting uint8 by /255 as ComfyUI would.
+// float32Data returns the elements of a float32, Unorm8 or uint8 IMAGE
+// tensor as float32, converting bytes by /255 as ComfyUI would, once per
+// tensor (protocol.Tensor.AsFloat32 caches it).
 func float32Data(t *protocol.Tensor) []float32 {
-	if t.DType == protocol.Float32 {
-		return t.Float32s()
-	}
-	out := make([]float32, len(t.Data))
-	for i, v := range t.Data {
-		out[i] = unit8[v]
-	}
-	return out
+	return t.AsFloat32().Float32s()
 }

@@ -335,10 +335,13 @@ func (x *OutputSpec) GetType() string {
 }
 
 type TensorRef struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Dtype         string                 `protobuf:"bytes,2,opt,name=dtype,proto3" json:"dtype,omitempty"`
-	Shape         []int64                `protobuf:"varint,3,rep,packed,name=shape,proto3" json:"shape,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Dtype string                 `protobuf:"bytes,2,opt,name=dtype,proto3" json:"dtype,omitempty"`
+	Shape []int64                `protobuf:"varint,3,rep,packed,name=shape,proto3" json:"shape,omitempty"`
+	// view: the tensor shares its items' memory with tensors already held, so
+	// it adds no bytes to the prompt's tensor budget.
+	View          bool `protobuf:"varint,4,opt,name=view,proto3" json:"view,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -392,6 +395,13 @@ func (x *TensorRef) GetShape() []int64 {
 		return x.Shape
 	}
 	return nil
+}
+
+func (x *TensorRef) GetView() bool {
+	if x != nil {
+		return x.View
+	}
+	return false
 }
 
 type TensorChunk struct {
@@ -1287,11 +1297,12 @@ const file_protocol_pluginpb_nodepack_proto_rawDesc = "" +
 	"\n" +
 	"OutputSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
-	"\x04type\x18\x02 \x01(\tR\x04type\"G\n" +
+	"\x04type\x18\x02 \x01(\tR\x04type\"[\n" +
 	"\tTensorRef\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05dtype\x18\x02 \x01(\tR\x05dtype\x12\x14\n" +
-	"\x05shape\x18\x03 \x03(\x03R\x05shape\"X\n" +
+	"\x05shape\x18\x03 \x03(\x03R\x05shape\x12\x12\n" +
+	"\x04view\x18\x04 \x01(\bR\x04view\"X\n" +
 	"\vTensorChunk\x125\n" +
 	"\x06header\x18\x01 \x01(\v2\x1d.nodecast.plugin.v1.TensorRefR\x06header\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\"\xf1\x01\n" +

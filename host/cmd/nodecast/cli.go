@@ -65,6 +65,7 @@ type settings struct {
 	logLevelSet                                     bool // --log-level given on the command line
 	outputDir, tempDir                              string
 	cfg                                             *config.Config
+	cacheNone                                       bool // --cache-none, as ComfyUI's flag
 }
 
 func parseFlags(name string, args []string, stderr io.Writer, withListen bool) (*settings, int) {
@@ -80,6 +81,7 @@ func parseFlags(name string, args []string, stderr io.Writer, withListen bool) (
 	fs.StringVar(&s.outputDir, "output-dir", "./output", "folder SaveImage writes and /view?type=output serves")
 	fs.StringVar(&s.tempDir, "temp-dir", "./temp", "folder PreviewImage writes; emptied at start")
 	fs.StringVar(&s.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.BoolVar(&s.cacheNone, "cache-none", false, "run every node of every prompt: no output cache (as ComfyUI's --cache-none)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, exitOK
@@ -108,6 +110,9 @@ func parseFlags(name string, args []string, stderr io.Writer, withListen bool) (
 	if err != nil {
 		fmt.Fprintf(stderr, "nodecast %s: %v\n", name, err)
 		return nil, exitError
+	}
+	if s.cacheNone {
+		s.cfg.Cache.None = true
 	}
 	if !set["listen"] && s.cfg.Listen != "" {
 		s.listen = s.cfg.Listen
@@ -151,6 +156,7 @@ func (s *settings) logger(stderr io.Writer) (*slog.Logger, error) {
 
 func (s *settings) hostOptions(log *slog.Logger) host.Options {
 	opts := host.ConfigOptions(s.cfg)
+	opts.CacheBytes = s.cfg.Cache.ServeBytes() // serve caches as ComfyUI does, unless --cache-none
 	if tok := os.Getenv(tokenEnv); tok != "" {
 		opts.Hub.Token = tok // a secret is better kept out of the config file
 	}

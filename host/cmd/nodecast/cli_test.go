@@ -1,11 +1,14 @@
 package main
 
 import (
+	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/nodecast/nodecast/host/config"
 )
 
 // TestUsageErrors checks that a bad command line exits with status 2 and
@@ -178,5 +181,18 @@ func TestNodes(t *testing.T) {
 				t.Errorf("Custom_SendImageQOI: pack %q plugin %q, want customnode at %s", got.pack, got.plugin, plugins)
 			}
 		})
+	}
+}
+
+// TestCacheNoneFlag: --cache-none turns ComfyUI's output cache off whatever
+// the config says; without it serve caches with the config's bound.
+func TestCacheNoneFlag(t *testing.T) {
+	s, code := parseFlags("serve", []string{"--cache-none"}, io.Discard, true) // code is for a failed parse
+	if s == nil || !s.cfg.Cache.None || s.hostOptions(nil).CacheBytes != 0 {
+		t.Fatalf("--cache-none: %+v %d", s, code)
+	}
+	s, _ = parseFlags("serve", nil, io.Discard, true)
+	if s == nil || s.hostOptions(nil).CacheBytes != config.DefaultCacheBytes {
+		t.Fatalf("default: %+v", s)
 	}
 }
