@@ -68,6 +68,16 @@ type Config struct {
 	TempDir      string   // PreviewImage's files, emptied at start; "" = the command line decides (./temp)
 	Sessions     Sessions // what is kept for clients between reconnects
 	Limits       Limits   // memory and crash-loop bounds; zero values keep the host's defaults
+	Cluster      Cluster  // the NATS JetStream cluster to join; zero = one host alone
+}
+
+// Cluster is the `cluster` key: the NATS server whose JetStream the hosts
+// share (NODECAST_NATS and --nats override it), and how many prompts this
+// host runs at once from the shared queue (0 = 1, -1 = none: the host only
+// accepts requests and holds sockets).
+type Cluster struct {
+	NATS    string
+	Workers int
 }
 
 // Limits bounds what requests may make the host hold, and how the crash-loop
@@ -228,6 +238,19 @@ func Parse(name string, data []byte, baseDir string) (*Config, error) {
 		"sessions":  func(k string, n *yaml.Node) error { return p.sessions(n, k, &c.Sessions) },
 		"websocket": func(k string, n *yaml.Node) error { return p.websocket(n, k, &c.WebSocket) },
 		"limits":    func(k string, n *yaml.Node) error { return p.limits(n, k, &c.Limits) },
+		"cluster": func(k string, n *yaml.Node) error {
+			return p.mapping(n, k, map[string]func(string, *yaml.Node) error{
+				"nats": func(k string, v *yaml.Node) error { return p.str(v, k, &c.Cluster.NATS) },
+				"workers": func(k string, v *yaml.Node) error {
+					var w int
+					if err := v.Decode(&w); err != nil || w < -1 {
+						return p.errAt(v, k, fmt.Sprintf("%q: want -1 (none), 0 (one) or a positive count", v.Value))
+					}
+					c.Cluster.Workers = w
+					return nil
+				},
+			})
+		},
 		"workflows": func(k string, n *yaml.Node) error {
 			return p.eachKey(n, k, func(name string, key string, wn *yaml.Node) error {
 				w, err := p.workflow(name, key, wn)

@@ -74,6 +74,10 @@ type Options struct {
 	// workflow entry sets one, and only for inputs the node's Spec declares.
 	Defaults map[string]any
 	Logger   *slog.Logger // nil = discard
+	// Cluster, when set, takes validated prompts instead of the local
+	// queue and carries interrupts to every host (see Cluster); the
+	// executor then runs only the prompts handed to SubmitLocal.
+	Cluster Cluster
 }
 
 // Request is a prompt to queue.
@@ -84,6 +88,9 @@ type Request struct {
 	PromptID  string         // "" = a new UUID
 	ExtraData map[string]any
 	Front     bool // queue before the pending prompts (ComfyUI's "front")
+
+	number int64 // SubmitLocal: the number the cluster gave it (0 = none)
+	local  bool  // SubmitLocal: queue here even with a Cluster
 }
 
 // Accepted is a queued prompt. NodeErrors lists outputs that failed
@@ -252,6 +259,9 @@ func (e *Executor) Submit(ctx context.Context, req Request) (Accepted, *Validati
 		promptID = newUUID()
 	}
 
+	if e.opts.Cluster != nil && !req.local {
+		return e.dispatch(ctx, req, p, clientID, promptID, extra)
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.closed {
@@ -261,7 +271,9 @@ func (e *Executor) Submit(ctx context.Context, req Request) (Accepted, *Validati
 		return Accepted{}, NewValidationError(TypeDuplicatePromptID, fmt.Sprintf("A queued or running prompt already has prompt_id %q", promptID), promptID)
 	}
 	var number int64
-	if req.Front {
+	if req.number != 0 {
+		number = req.number
+	} else if req.Front {
 		e.front--
 		number = e.front
 	} else {
@@ -312,6 +324,14 @@ func (e *Executor) Wait(ctx context.Context, promptID string) (HistoryEntry, err
 // Interrupt stops the running prompt promptID, or every running prompt when
 // promptID is "". It reports whether a prompt was interrupted.
 func (e *Executor) Interrupt(promptID string) bool {
+	if e.opts.Cluster != nil {
+		e.opts.Cluster.Interrupt(promptID)
+	}
+	return e.InterruptLocal(promptID)
+}
+
+// InterruptLocal is Interrupt for the prompts running on this host only.
+func (e *Executor) InterruptLocal(promptID string) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	hit := false

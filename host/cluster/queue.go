@@ -1,0 +1,184 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nodecast/nodecast/host/executor"
+)
+
+// job is a prompt in the work queue.
+type job struct {
+	Prompt    map[string]any `json:"prompt,omitempty"`
+	Workflow  string         `json:"workflow,omitempty"`
+	ClientID  string         `json:"client_id,omitempty"`
+	PromptID  string         `json:"prompt_id"`
+	ExtraData map[string]any `json:"extra_data,omitempty"`
+}
+
+var _ executor.Cluster = (*Node)(nil)
+
+// Enqueue implements executor.Cluster: the prompt is accepted once
+// JetStream stored it; the stream sequence is its number. Front is not
+// honoured: the work queue is FIFO.
+func (n *Node) Enqueue(ctx context.Context, req executor.Request, _ executor.QueueItem) (int64, error) {
+	if err := n.Connected(); err != nil {
+		return 0, err
+	}
+	data, err := json.Marshal(job{Prompt: req.Prompt, Workflow: req.Workflow, ClientID: req.ClientID, PromptID: req.PromptID, ExtraData: req.ExtraData})
+	if err != nil {
+		return 0, err
+	}
+	if len(data) > int(n.nc.MaxPayload()) {
+		return 0, fmt.Errorf("the prompt is %d bytes, over the NATS server's max_payload of %d", len(data), n.nc.MaxPayload())
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	ack, err := n.js.Publish(ctx, PromptSubject, data, jetstream.WithMsgID(req.PromptID))
+	if err != nil {
+		if n.Connected() != nil {
+			err = n.Connected()
+		}
+		return 0, fmt.Errorf("the prompt was not stored in the cluster queue: %v", err)
+	}
+	if ack.Duplicate {
+		return 0, fmt.Errorf("prompt_id %q is already in the cluster queue", req.PromptID)
+	}
+	n.accepted.Add(1)
+	return int64(ack.Sequence), nil
+}
+
+// Interrupt implements executor.Cluster: every host stops promptID.
+func (n *Node) Interrupt(promptID string) {
+	if err := n.nc.Publish(InterruptSubj, []byte(promptID)); err != nil {
+		n.log.Warn("cluster: interrupt not sent to the other hosts", "prompt", promptID, "err", err)
+	}
+}
+
+// Serve starts this host's part: its hub (sink) receives the cluster's
+// messages, exec runs prompts from the queue (unless Workers < 0), and
+// interrupts from any host reach exec.
+func (n *Node) Serve(ctx context.Context, exec *executor.Executor, sink executor.Broadcaster) error {
+	if err := n.receive(ctx, sink); err != nil {
+		return err
+	}
+	sub, err := n.nc.Subscribe(InterruptSubj, func(m *nats.Msg) { exec.InterruptLocal(string(m.Data)) })
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrCluster, err)
+	}
+	n.onClose(func() { _ = sub.Unsubscribe() })
+	if n.opts.Workers < 0 {
+		return nil
+	}
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	cons, err := n.js.CreateOrUpdateConsumer(cctx, PromptStream, jetstream.ConsumerConfig{
+		Durable: workersConsumer, AckPolicy: jetstream.AckExplicitPolicy,
+		AckWait: n.opts.AckWait, MaxAckPending: 10000, MaxDeliver: -1,
+	})
+	if err != nil {
+		return fmt.Errorf("%w: consumer of %s: %v", ErrCluster, PromptStream, err)
+	}
+	wctx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for range n.opts.Workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n.work(wctx, cons, exec)
+		}()
+	}
+	n.onClose(func() { stop(); wg.Wait() })
+	return nil
+}
+
+// work takes one prompt at a time from the queue and runs it.
+func (n *Node) work(ctx context.Context, cons jetstream.Consumer, exec *executor.Executor) {
+	for ctx.Err() == nil {
+		batch, err := cons.Fetch(1, jetstream.FetchMaxWait(time.Second))
+		if err != nil {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(250 * time.Millisecond): // NATS away: try again
+			}
+			continue
+		}
+		for m := range batch.Messages() {
+			n.runOne(ctx, m, exec)
+		}
+	}
+}
+
+func (n *Node) runOne(ctx context.Context, m jetstream.Msg, exec *executor.Executor) {
+	md, err := m.Metadata()
+	if err != nil {
+		_ = m.Term()
+		return
+	}
+	var j job
+	if err := json.Unmarshal(m.Data(), &j); err != nil || j.PromptID == "" {
+		n.log.Error("cluster: unreadable prompt in the queue dropped", "seq", md.Sequence.Stream, "err", err)
+		_ = m.Term()
+		return
+	}
+	n.ran.Add(1)
+	if md.NumDelivered > 1 {
+		n.redelivered.Add(1)
+		n.log.Warn("cluster: running a prompt again: the host that had it stopped acknowledging it", "prompt", j.PromptID, "attempt", md.NumDelivered)
+	}
+	n.mu.Lock()
+	n.attempts[j.PromptID] = md.NumDelivered
+	n.mu.Unlock()
+	defer func() {
+		n.mu.Lock()
+		delete(n.attempts, j.PromptID)
+		n.mu.Unlock()
+	}()
+	// In-progress acks while it is validated and runs, so a long prompt
+	// is not given to another host.
+	tick := time.NewTicker(max(n.opts.AckWait/3, 10*time.Millisecond))
+	defer tick.Stop()
+	stopTick := make(chan struct{})
+	defer close(stopTick)
+	go func() {
+		for {
+			select {
+			case <-stopTick:
+				return
+			case <-tick.C:
+				_ = m.InProgress()
+			}
+		}
+	}()
+	_, verr := exec.SubmitLocal(ctx, executor.Request{Prompt: j.Prompt, Workflow: j.Workflow, ClientID: j.ClientID,
+		PromptID: j.PromptID, ExtraData: j.ExtraData}, int64(md.Sequence.Stream))
+	if verr != nil {
+		if verr.Detail.Type == executor.TypeDuplicatePromptID {
+			return // still running here: that run acks it
+		}
+		if verr.Detail.Type == executor.TypeQueueClosed {
+			_ = m.Nak()
+			return
+		}
+		n.log.Error("cluster: prompt refused by this host's validation; dropped", "prompt", j.PromptID, "error", verr.Detail.Message)
+		n.Broadcaster().SendJSON(j.ClientID, "execution_error", map[string]any{"prompt_id": j.PromptID, "exception_message": verr.Detail.Message})
+		n.Broadcaster().SendJSON(j.ClientID, "executing", map[string]any{"prompt_id": j.PromptID, "node": nil})
+		_ = m.Term()
+		return
+	}
+	_, err = exec.Wait(ctx, j.PromptID)
+	if errors.Is(err, executor.ErrClosed) || ctx.Err() != nil {
+		_ = m.Nak() // this host is going away: another one runs it
+		return
+	}
+	if err := m.DoubleAck(context.Background()); err != nil {
+		n.log.Warn("cluster: prompt ran but its ack was not confirmed; another host may run it again", "prompt", j.PromptID, "err", err)
+	}
+}
