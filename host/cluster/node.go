@@ -121,6 +121,9 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		nats.ReconnectWait(250*time.Millisecond),
 		nats.ReconnectBufSize(-1), // while disconnected, publishing fails at once instead of buffering
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err == nil {
+				return // closed by Close
+			}
 			n.log.Warn("cluster: NATS connection lost; prompts are refused with 503 until it is back", "err", err)
 		}),
 		nats.ReconnectHandler(func(c *nats.Conn) { n.log.Info("cluster: NATS reconnected", "url", c.ConnectedUrlRedacted()) }),

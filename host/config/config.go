@@ -78,6 +78,10 @@ type Config struct {
 type Cluster struct {
 	NATS    string
 	Workers int
+	// AckWait is how long a host may hold a prompt without acknowledging it
+	// (a running prompt acknowledges progress every third of it) before
+	// another host runs it; 0 = 30 s.
+	AckWait time.Duration
 }
 
 // Limits bounds what requests may make the host hold, and how the crash-loop
@@ -240,7 +244,8 @@ func Parse(name string, data []byte, baseDir string) (*Config, error) {
 		"limits":    func(k string, n *yaml.Node) error { return p.limits(n, k, &c.Limits) },
 		"cluster": func(k string, n *yaml.Node) error {
 			return p.mapping(n, k, map[string]func(string, *yaml.Node) error{
-				"nats": func(k string, v *yaml.Node) error { return p.str(v, k, &c.Cluster.NATS) },
+				"nats":     func(k string, v *yaml.Node) error { return p.str(v, k, &c.Cluster.NATS) },
+				"ack_wait": func(k string, v *yaml.Node) error { return p.duration(v, k, &c.Cluster.AckWait) },
 				"workers": func(k string, v *yaml.Node) error {
 					var w int
 					if err := v.Decode(&w); err != nil || w < -1 {

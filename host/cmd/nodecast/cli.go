@@ -178,7 +178,7 @@ func (s *settings) hostOptions(log *slog.Logger) host.Options {
 	opts.Listen = s.listen // a loopback address makes every route refuse foreign Host values
 	if s.nats != "" || s.natsEmbed != "" {
 		opts.Cluster = &cluster.Options{URL: s.nats, Embed: s.natsEmbed, StoreDir: s.natsStore, Name: "nodecast " + s.listen,
-			Workers: s.cfg.Cluster.Workers, Logger: log}
+			Workers: s.cfg.Cluster.Workers, AckWait: s.cfg.Cluster.AckWait, Logger: log}
 	}
 	return opts
 }
