@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"image"
 	"image/png"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -75,7 +77,7 @@ func postPrompt(t *testing.T, url string, body any) (int, map[string]any) {
 // terminal message; the message sequence is the one a single host sends.
 func TestClusterThreeHosts(t *testing.T) {
 	ns := runNATS(t)
-	input := t.TempDir() // the hosts share their input folder (as with NFS)
+	input := t.TempDir()       // the hosts share their input folder (as with NFS)
 	sizes := []int{1250, 2048} // ≈4.7 MB and ≈12.6 MB PNGs: parts are split to NATS's 1 MiB max_payload
 	prompt := map[string]any{}
 	for i, s := range sizes {
@@ -106,7 +108,9 @@ func TestClusterThreeHosts(t *testing.T) {
 			t.Fatalf("POST /prompt: %d %v", code, out)
 		}
 		if _, err := c.WaitMessageWhere(protocol.TypeExecuting, 5*time.Minute, func(d json.RawMessage) bool {
-			var e struct{ Node *string `json:"node"` }
+			var e struct {
+				Node *string `json:"node"`
+			}
 			return json.Unmarshal(d, &e) == nil && e.Node == nil
 		}); err != nil {
 			t.Fatal(err)
@@ -162,4 +166,109 @@ func typesOf(msgs []protocol.RawMessage) []string {
 		out = append(out, m.Type)
 	}
 	return out
+}
+
+func smallPrompt(event string) map[string]any {
+	return map[string]any{
+		"1": map[string]any{"class_type": "EmptyImage", "inputs": map[string]any{"width": 8, "height": 8, "batch_size": 1, "color": 0}},
+		"2": map[string]any{"class_type": "SendImageOnWebSocket", "inputs": map[string]any{"images": []any{"1", 0}, "event": event}},
+	}
+}
+
+// NATS lost while the host runs: the client's socket stays, POST /prompt
+// answers 503 saying why, and once NATS is back the host has reconnected by
+// itself and prompts run again; what was accepted before is not lost.
+func TestClusterNATSLost(t *testing.T) {
+	ns := runNATS(t)
+	port := ns.Addr().(*net.TCPAddr).Port
+	h, srv := startHost(t, host.Options{Cluster: &cluster.Options{URL: ns.ClientURL(), AckWait: 5 * time.Second}})
+	_ = h
+	c, err := testclient.Dial(srv.URL, "lost", testclient.Parts, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if code, out := postPrompt(t, srv.URL, map[string]any{"client_id": "lost", "prompt": smallPrompt("before")}); code != http.StatusOK {
+		t.Fatalf("POST /prompt: %d %v", code, out)
+	}
+	if err := c.WaitImages(1, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	sd := ns.StoreDir()
+	ns.Shutdown()
+	ns.WaitForShutdown()
+
+	var code int
+	var out map[string]any
+	for i := 0; i < 200; i++ { // until the host noticed
+		if code, out = postPrompt(t, srv.URL, map[string]any{"client_id": "lost", "prompt": smallPrompt("during")}); code != http.StatusOK {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if code != http.StatusServiceUnavailable || !strings.Contains(fmt.Sprint(out), "NATS connection to "+ns.ClientURL()) {
+		t.Fatalf("POST /prompt with NATS down: %d %v, want 503 saying NATS is not connected", code, out)
+	}
+	t.Logf("503 answer: %v", out)
+
+	ns2, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: sd, NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns2.Start()
+	if !ns2.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server did not restart")
+	}
+	defer ns2.Shutdown()
+	for i := 0; ; i++ { // the host reconnects by itself
+		if code, out = postPrompt(t, srv.URL, map[string]any{"client_id": "lost", "prompt": smallPrompt("after")}); code == http.StatusOK {
+			break
+		}
+		if i > 600 {
+			t.Fatalf("no reconnection: %d %v", code, out)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := c.WaitImages(2, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Err(); err != nil {
+		t.Fatalf("the client's socket did not survive: %v", err)
+	}
+}
+
+// /interrupt on A stops the prompt that runs on C.
+func TestClusterInterruptAnyHost(t *testing.T) {
+	ns := runNATS(t)
+	input := t.TempDir()
+	prompt := map[string]any{}
+	for i := range 8 {
+		writeNoisePNG(t, input, fmt.Sprintf("n%d.png", i), 1024, uint64(i))
+		prompt[fmt.Sprint(10+i)] = map[string]any{"class_type": "LoadImage", "inputs": map[string]any{"image": fmt.Sprintf("n%d.png", i)}}
+		prompt[fmt.Sprint(30+i)] = map[string]any{"class_type": "SendImageOnWebSocket", "inputs": map[string]any{"images": []any{fmt.Sprint(10 + i), 0}, "event": "interrupt.test"}}
+	}
+	_, a := startHost(t, host.Options{InputDir: input, Cluster: &cluster.Options{URL: ns.ClientURL(), Workers: -1}})
+	_, _ = startHost(t, host.Options{InputDir: input, Cluster: &cluster.Options{URL: ns.ClientURL(), Workers: 1}})
+	c, err := testclient.Dial(a.URL, "intr", testclient.Parts, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if code, out := postPrompt(t, a.URL, map[string]any{"client_id": "intr", "prompt": prompt}); code != http.StatusOK {
+		t.Fatalf("POST /prompt: %d %v", code, out)
+	}
+	if err := c.WaitImages(1, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Post(a.URL+"/interrupt", "application/json", strings.NewReader(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if _, err := c.WaitMessage(protocol.TypeExecutionInterrupted, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(c.Images()); n >= 8 {
+		t.Fatalf("%d images: the prompt was not stopped", n)
+	}
 }

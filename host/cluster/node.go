@@ -67,6 +67,7 @@ type Node struct {
 	log  *slog.Logger
 	srv  *server.Server // the embedded server, or nil
 	nc   *nats.Conn
+	url  string // the server's URL, without credentials
 	js   jetstream.JetStream
 
 	mu       sync.Mutex
@@ -132,7 +133,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		n.close()
 		return nil, fmt.Errorf("%w: cannot connect to NATS at %s: %v", ErrCluster, redact(url), err)
 	}
-	n.nc = nc
+	n.nc, n.url = nc, redact(url)
 	if err := checkVersion(nc.ConnectedServerVersion()); err != nil {
 		n.close()
 		return nil, err
@@ -237,7 +238,7 @@ func (n *Node) makeStreams(ctx context.Context) error {
 // Connected reports whether the NATS connection is up, and why not.
 func (n *Node) Connected() error {
 	if st := n.nc.Status(); st != nats.CONNECTED {
-		return fmt.Errorf("NATS connection to %s is %s", n.nc.ConnectedUrlRedacted(), strings.ToLower(st.String()))
+		return fmt.Errorf("NATS connection to %s is %s (the host reconnects by itself)", n.url, strings.ToLower(st.String()))
 	}
 	return nil
 }
