@@ -272,3 +272,68 @@ func TestClusterInterruptAnyHost(t *testing.T) {
 		t.Fatalf("%d images: the prompt was not stopped", n)
 	}
 }
+
+// /queue and /history on any host show the whole cluster; a history delete
+// on one host is seen by all.
+func TestClusterQueueAndHistoryAnyHost(t *testing.T) {
+	ns := runNATS(t)
+	_, a := startHost(t, host.Options{Cluster: &cluster.Options{URL: ns.ClientURL(), Workers: -1}})
+	_, b := startHost(t, host.Options{Cluster: &cluster.Options{URL: ns.ClientURL(), Workers: 1}})
+	c, err := testclient.Dial(a.URL, "qh", testclient.Parts, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	code, out := postPrompt(t, a.URL, map[string]any{"client_id": "qh", "prompt": smallPrompt("qh")})
+	if code != http.StatusOK {
+		t.Fatalf("POST /prompt: %d %v", code, out)
+	}
+	id := out["prompt_id"].(string)
+	if _, err := c.WaitMessageWhere(protocol.TypeExecuting, time.Minute, func(d json.RawMessage) bool {
+		var e struct {
+			Node *string `json:"node"`
+		}
+		return json.Unmarshal(d, &e) == nil && e.Node == nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	getJSON := func(url string) map[string]any {
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var m map[string]any
+		json.NewDecoder(resp.Body).Decode(&m)
+		return m
+	}
+	for _, u := range []string{a.URL, b.URL} { // the history reaches every host
+		for i := 0; ; i++ {
+			if _, ok := getJSON(u + "/history")[id]; ok {
+				break
+			}
+			if i > 400 {
+				t.Fatalf("%s/history has no %s", u, id)
+			}
+			time.Sleep(25 * time.Millisecond)
+		}
+		q := getJSON(u + "/queue")
+		if fmt.Sprint(q["queue_running"]) != "[]" || fmt.Sprint(q["queue_pending"]) != "[]" {
+			t.Errorf("%s/queue after the prompt: %v", u, q)
+		}
+	}
+	resp, err := http.Post(b.URL+"/history", "application/json", strings.NewReader(`{"clear":true}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	for i := 0; ; i++ {
+		if _, ok := getJSON(a.URL + "/history")[id]; !ok {
+			break
+		}
+		if i > 400 {
+			t.Fatalf("history cleared on B still shows %s on A", id)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}

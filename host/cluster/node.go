@@ -69,9 +69,12 @@ type Node struct {
 	nc   *nats.Conn
 	url  string // the server's URL, without credentials
 	js   jetstream.JetStream
+	qkv  jetstream.KeyValue // the cluster's queue
+	hkv  jetstream.KeyValue // the cluster's history
 
 	mu       sync.Mutex
 	attempts map[string]uint64 // prompt id -> delivery attempt running here
+	queue    map[string]queueRec // the queue bucket, by key
 	closers  []func()
 
 	accepted, ran, redelivered, relayed atomic.Uint64
@@ -102,7 +105,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	if opts.Workers == 0 {
 		opts.Workers = 1
 	}
-	n := &Node{opts: opts, log: opts.Logger, attempts: map[string]uint64{}}
+	n := &Node{opts: opts, log: opts.Logger, attempts: map[string]uint64{}, queue: map[string]queueRec{}}
 	url := opts.URL
 	if opts.Embed != "" {
 		srv, err := embed(opts.Embed, opts.StoreDir)
@@ -232,7 +235,7 @@ func (n *Node) makeStreams(ctx context.Context) error {
 	}); err != nil {
 		return fmt.Errorf("%w: stream %s: %v", ErrCluster, OutStream, err)
 	}
-	return nil
+	return n.makeBuckets(ctx)
 }
 
 // Connected reports whether the NATS connection is up, and why not.

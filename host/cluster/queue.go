@@ -27,7 +27,7 @@ var _ executor.Cluster = (*Node)(nil)
 // Enqueue implements executor.Cluster: the prompt is accepted once
 // JetStream stored it; the stream sequence is its number. Front is not
 // honoured: the work queue is FIFO.
-func (n *Node) Enqueue(ctx context.Context, req executor.Request, _ executor.QueueItem) (int64, error) {
+func (n *Node) Enqueue(ctx context.Context, req executor.Request, item executor.QueueItem) (int64, error) {
 	if err := n.Connected(); err != nil {
 		return 0, err
 	}
@@ -51,6 +51,8 @@ func (n *Node) Enqueue(ctx context.Context, req executor.Request, _ executor.Que
 		return 0, fmt.Errorf("prompt_id %q is already in the cluster queue", req.PromptID)
 	}
 	n.accepted.Add(1)
+	item.Number = int64(ack.Sequence)
+	n.putQueue(queueRec{Seq: ack.Sequence, Item: item}, true)
 	return int64(ack.Sequence), nil
 }
 
@@ -66,6 +68,9 @@ func (n *Node) Interrupt(promptID string) {
 // interrupts from any host reach exec.
 func (n *Node) Serve(ctx context.Context, exec *executor.Executor, sink executor.Broadcaster) error {
 	if err := n.receive(ctx, sink); err != nil {
+		return err
+	}
+	if err := n.watchState(exec); err != nil {
 		return err
 	}
 	sub, err := n.nc.Subscribe(InterruptSubj, func(m *nats.Msg) { exec.InterruptLocal(string(m.Data)) })
@@ -173,10 +178,21 @@ func (n *Node) runOne(ctx context.Context, m jetstream.Msg, exec *executor.Execu
 		_ = m.Term()
 		return
 	}
-	_, err = exec.Wait(ctx, j.PromptID)
+	n.mu.Lock()
+	rec, ok := n.queue[kvKey(j.PromptID)] // as the accepting host recorded it
+	n.mu.Unlock()
+	if !ok {
+		rec.Item = executor.QueueItem{Number: int64(md.Sequence.Stream), PromptID: j.PromptID, ExtraData: j.ExtraData}
+	}
+	rec.Seq, rec.Running, rec.Host = md.Sequence.Stream, true, n.opts.Name
+	n.putQueue(rec, false)
+	entry, err := exec.Wait(ctx, j.PromptID)
 	if errors.Is(err, executor.ErrClosed) || ctx.Err() != nil {
 		_ = m.Nak() // this host is going away: another one runs it
 		return
+	}
+	if err == nil {
+		n.finished(j.PromptID, entry)
 	}
 	if err := m.DoubleAck(context.Background()); err != nil {
 		n.log.Warn("cluster: prompt ran but its ack was not confirmed; another host may run it again", "prompt", j.PromptID, "err", err)

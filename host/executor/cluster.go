@@ -39,3 +39,36 @@ func (e *Executor) SubmitLocal(ctx context.Context, req Request, number int64) (
 	req.local, req.number = true, number
 	return e.Submit(ctx, req)
 }
+
+// ClusterQueue is implemented by a Cluster that keeps the queue and the
+// history of every host (JetStream KV): /queue, queue deletes and history
+// deletes then act on the whole cluster.
+type ClusterQueue interface {
+	Queue() (running, pending []QueueItem)
+	DeleteQueued(ids ...string) int
+	ClearQueue()
+	DeleteHistory(ids ...string)
+	ClearHistory()
+}
+
+func (e *Executor) clusterQueue() ClusterQueue {
+	cq, _ := e.opts.Cluster.(ClusterQueue)
+	return cq
+}
+
+// RecordHistory adds a prompt finished on another host to this host's
+// history, so /history shows the whole cluster.
+func (e *Executor) RecordHistory(promptID string, entry HistoryEntry) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.hist.add(promptID, entry)
+}
+
+// ForgetHistory removes prompts from this host's history only.
+func (e *Executor) ForgetHistory(ids ...string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, id := range ids {
+		e.hist.remove(id)
+	}
+}

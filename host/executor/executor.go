@@ -346,6 +346,9 @@ func (e *Executor) InterruptLocal(promptID string) bool {
 
 // Queue returns the running and the pending prompts, in order.
 func (e *Executor) Queue() (running, pending []QueueItem) {
+	if cq := e.clusterQueue(); cq != nil {
+		return cq.Queue()
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	running = make([]QueueItem, 0, len(e.running))
@@ -361,6 +364,10 @@ func (e *Executor) Queue() (running, pending []QueueItem) {
 
 // QueueRemaining is ComfyUI's exec_info.queue_remaining: pending plus running.
 func (e *Executor) QueueRemaining() int {
+	if cq := e.clusterQueue(); cq != nil {
+		running, pending := cq.Queue()
+		return len(running) + len(pending)
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return len(e.pending) + len(e.running)
@@ -368,6 +375,10 @@ func (e *Executor) QueueRemaining() int {
 
 // ClearQueue drops every pending prompt (running ones go on).
 func (e *Executor) ClearQueue() {
+	if cq := e.clusterQueue(); cq != nil {
+		cq.ClearQueue()
+		return
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, j := range e.pending {
@@ -380,6 +391,9 @@ func (e *Executor) ClearQueue() {
 // DeleteQueued drops the pending prompts with these ids and reports how many
 // it dropped. Running prompts are not affected: interrupt them.
 func (e *Executor) DeleteQueued(ids ...string) int {
+	if cq := e.clusterQueue(); cq != nil {
+		return cq.DeleteQueued(ids...)
+	}
 	del := map[string]bool{}
 	for _, id := range ids {
 		del[id] = true
@@ -422,6 +436,9 @@ func (e *Executor) HistoryEntry(promptID string) (HistoryEntry, bool) {
 
 // ClearHistory forgets every finished prompt.
 func (e *Executor) ClearHistory() {
+	if cq := e.clusterQueue(); cq != nil {
+		cq.ClearHistory()
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.hist.clear()
@@ -429,6 +446,9 @@ func (e *Executor) ClearHistory() {
 
 // DeleteHistory forgets these finished prompts.
 func (e *Executor) DeleteHistory(ids ...string) {
+	if cq := e.clusterQueue(); cq != nil {
+		cq.DeleteHistory(ids...)
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, id := range ids {
