@@ -322,6 +322,17 @@ func TestClusterQueueAndHistoryAnyHost(t *testing.T) {
 			t.Errorf("%s/queue after the prompt: %v", u, q)
 		}
 	}
+	fams := scrapeMetrics(t, a.URL)
+	if f := fams["nodecast_cluster_prompts_accepted_total"]; f == nil || f.GetMetric()[0].GetCounter().GetValue() != 1 {
+		t.Errorf("A's nodecast_cluster_prompts_accepted_total: %v, want 1", f)
+	}
+	fams = scrapeMetrics(t, b.URL)
+	if f := fams["nodecast_cluster_prompts_taken_total"]; f == nil || f.GetMetric()[0].GetCounter().GetValue() != 1 {
+		t.Errorf("B's nodecast_cluster_prompts_taken_total: %v, want 1", f)
+	}
+	if f := fams["nodecast_cluster_stream_lag"]; f == nil {
+		t.Error("no nodecast_cluster_stream_lag")
+	}
 	resp, err := http.Post(b.URL+"/history", "application/json", strings.NewReader(`{"clear":true}`))
 	if err != nil {
 		t.Fatal(err)

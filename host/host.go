@@ -235,6 +235,11 @@ func New(ctx context.Context, opts Options) (*Host, error) {
 		_ = os.RemoveAll(ownDir)
 		return nil, err
 	}
+	if node != nil {
+		for _, c := range node.Collectors() {
+			h.metrics.MustRegister(c)
+		}
+	}
 	h.api = api.New(api.Options{
 		Executor:     h.exec,
 		Classes:      sup.Classes,
