@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"image"
 	"image/png"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -346,5 +347,84 @@ func TestClusterQueueAndHistoryAnyHost(t *testing.T) {
 			t.Fatalf("history cleared on B still shows %s on A", id)
 		}
 		time.Sleep(25 * time.Millisecond)
+	}
+}
+
+// Uploads and outputs go through the JetStream object store: an image
+// uploaded on A is loaded by a prompt posted on B and run on C (each host
+// with its own folders), and the file SaveImage wrote on C is served by
+// /view on A.
+func TestClusterUploadAndOutputAnyHost(t *testing.T) {
+	ns := runNATS(t)
+	_, a := startHost(t, host.Options{Cluster: &cluster.Options{URL: ns.ClientURL(), Workers: -1}})
+	_, b := startHost(t, host.Options{Cluster: &cluster.Options{URL: ns.ClientURL(), Workers: -1}})
+	_, _ = startHost(t, host.Options{Cluster: &cluster.Options{URL: ns.ClientURL(), Workers: 1}})
+
+	src := t.TempDir()
+	writeNoisePNG(t, src, "up.png", 64, 9)
+	data, err := os.ReadFile(filepath.Join(src, "up.png"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctype, body := uploadBody(t, "shared.png", data, nil)
+	resp, err := http.Post(a.URL+"/upload/image", ctype, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var up struct{ Name string }
+	json.NewDecoder(resp.Body).Decode(&up)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || up.Name == "" {
+		t.Fatalf("upload on A: %d %+v", resp.StatusCode, up)
+	}
+	waitView := func(base, query string) []byte {
+		for i := 0; ; i++ {
+			resp, err := http.Get(base + "/view?" + query)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return b
+			}
+			if i > 400 {
+				t.Fatalf("%s/view?%s: %d", base, query, resp.StatusCode)
+			}
+			time.Sleep(25 * time.Millisecond)
+		}
+	}
+	if got := waitView(b.URL, "type=input&filename="+up.Name); !bytes.Equal(got, data) {
+		t.Fatalf("the upload on B differs: %d bytes, want %d", len(got), len(data))
+	}
+
+	c, err := testclient.Dial(a.URL, "files", testclient.Parts, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	code, out := postPrompt(t, b.URL, map[string]any{"client_id": "files", "prompt": map[string]any{
+		"1": map[string]any{"class_type": "LoadImage", "inputs": map[string]any{"image": up.Name}},
+		"2": map[string]any{"class_type": "SaveImage", "inputs": map[string]any{"images": []any{"1", 0}, "filename_prefix": "clustered"}},
+	}})
+	if code != http.StatusOK {
+		t.Fatalf("POST /prompt on B: %d %v", code, out)
+	}
+	msg, err := c.WaitMessage(protocol.TypeExecuted, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ex struct {
+		Output struct {
+			Images []struct{ Filename, Subfolder, Type string } `json:"images"`
+		} `json:"output"`
+	}
+	if err := json.Unmarshal(msg.Data, &ex); err != nil || len(ex.Output.Images) != 1 {
+		t.Fatalf("executed: %s (%v)", msg.Data, err)
+	}
+	im := ex.Output.Images[0]
+	got := waitView(a.URL, "type="+im.Type+"&subfolder="+im.Subfolder+"&filename="+im.Filename)
+	if m, err := png.Decode(bytes.NewReader(got)); err != nil || m.Bounds().Dx() != 64 {
+		t.Fatalf("the output on A: %v", err)
 	}
 }

@@ -262,7 +262,8 @@ func New(ctx context.Context, opts Options) (*Host, error) {
 	})
 	served = true
 	if node != nil {
-		if err := node.Serve(ctx, h.exec, h.hub); err != nil {
+		h.api = node.ShareUploads(h.api)
+		if err := node.Serve(ctx, h.exec, h.hub, map[string]string{"input": inputDir, "output": outputDir, "temp": tempDir}); err != nil {
 			h.Close()
 			return nil, fmt.Errorf("host: %w", err)
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 )
 
 // MinServerVersion is the oldest nats-server this package works with: the
@@ -63,17 +64,20 @@ type Options struct {
 
 // Node is one host's membership in the cluster.
 type Node struct {
-	opts Options
-	log  *slog.Logger
-	srv  *server.Server // the embedded server, or nil
-	nc   *nats.Conn
-	url  string // the server's URL, without credentials
-	js   jetstream.JetStream
-	qkv  jetstream.KeyValue // the cluster's queue
-	hkv  jetstream.KeyValue // the cluster's history
+	opts  Options
+	log   *slog.Logger
+	srv   *server.Server // the embedded server, or nil
+	nc    *nats.Conn
+	url   string // the server's URL, without credentials
+	js    jetstream.JetStream
+	qkv   jetstream.KeyValue    // the cluster's queue
+	hkv   jetstream.KeyValue    // the cluster's history
+	files jetstream.ObjectStore // uploads and outputs
+	id    string                // this node, in the files it shares
+	dirs  map[string]string     // this host's folders by type (input, output, temp)
 
 	mu       sync.Mutex
-	attempts map[string]uint64 // prompt id -> delivery attempt running here
+	attempts map[string]uint64   // prompt id -> delivery attempt running here
 	queue    map[string]queueRec // the queue bucket, by key
 	closers  []func()
 
@@ -105,7 +109,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	if opts.Workers == 0 {
 		opts.Workers = 1
 	}
-	n := &Node{opts: opts, log: opts.Logger, attempts: map[string]uint64{}, queue: map[string]queueRec{}}
+	n := &Node{id: nuid.Next(), opts: opts, log: opts.Logger, attempts: map[string]uint64{}, queue: map[string]queueRec{}}
 	url := opts.URL
 	if opts.Embed != "" {
 		srv, err := embed(opts.Embed, opts.StoreDir)

@@ -66,7 +66,14 @@ func (n *Node) Interrupt(promptID string) {
 // Serve starts this host's part: its hub (sink) receives the cluster's
 // messages, exec runs prompts from the queue (unless Workers < 0), and
 // interrupts from any host reach exec.
-func (n *Node) Serve(ctx context.Context, exec *executor.Executor, sink executor.Broadcaster) error {
+//
+// dirs are this host's folders by type ("input", "output", "temp"): files
+// shared by other hosts are written there.
+func (n *Node) Serve(ctx context.Context, exec *executor.Executor, sink executor.Broadcaster, dirs map[string]string) error {
+	n.dirs = dirs
+	if err := n.mirrorFiles(dirs); err != nil {
+		return err
+	}
 	if err := n.receive(ctx, sink); err != nil {
 		return err
 	}
@@ -192,6 +199,7 @@ func (n *Node) runOne(ctx context.Context, m jetstream.Msg, exec *executor.Execu
 		return
 	}
 	if err == nil {
+		n.shareOutputs(entry)
 		n.finished(j.PromptID, entry)
 	}
 	if err := m.DoubleAck(context.Background()); err != nil {

@@ -39,6 +39,9 @@ func (n *Node) makeBuckets(ctx context.Context) error {
 		MaxBytes: 256 << 20}); err != nil {
 		return fmt.Errorf("%w: KV %s: %v", ErrCluster, HistoryBucket, err)
 	}
+	if n.files, err = n.js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: FilesBucket, Storage: jetstream.FileStorage}); err != nil {
+		return fmt.Errorf("%w: object store %s: %v", ErrCluster, FilesBucket, err)
+	}
 	return nil
 }
 
