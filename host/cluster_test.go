@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nodecast/nodecast/host"
 	"github.com/nodecast/nodecast/host/cluster"
@@ -427,4 +428,152 @@ func TestClusterUploadAndOutputAnyHost(t *testing.T) {
 	if m, err := png.Decode(bytes.NewReader(got)); err != nil || m.Bounds().Dx() != 64 {
 		t.Fatalf("the output on A: %v", err)
 	}
+}
+
+// numbered is one message of a resume client's stream.
+type numbered struct {
+	seq  uint64
+	typ  string // "PART" for a binary part
+	data json.RawMessage
+}
+
+func readNumbered(t *testing.T, conn *websocket.Conn) numbered {
+	t.Helper()
+	conn.SetReadDeadline(time.Now().Add(time.Minute))
+	kind, msg, err := conn.ReadMessage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kind == websocket.BinaryMessage {
+		h, _, err := protocol.ParsePartFrame(msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return numbered{seq: h.Seq, typ: "PART"}
+	}
+	var m struct {
+		Seq  uint64          `json:"seq"`
+		Type string          `json:"type"`
+		Data json.RawMessage `json:"data"`
+	}
+	if err := json.Unmarshal(msg, &m); err != nil {
+		t.Fatal(err)
+	}
+	return numbered{m.Seq, m.Type, m.Data}
+}
+
+// resumeDial connects as clientID asking to resume (from pos when not nil)
+// and returns the server's resume state.
+func resumeDial(t *testing.T, base, clientID string, pos *protocol.Position) (*websocket.Conn, protocol.ResumeState) {
+	t.Helper()
+	conn, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(base, "http")+"/ws?clientId="+clientID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	flags := map[string]any{protocol.FlagResume: true}
+	if pos != nil {
+		flags[protocol.FlagResumeFrom] = pos
+	}
+	if err := conn.WriteJSON(map[string]any{"type": protocol.TypeFeatureFlags, "data": flags}); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		m := readNumbered(t, conn)
+		if m.typ != protocol.TypeFeatureFlags {
+			continue
+		}
+		var f struct {
+			State protocol.ResumeState `json:"resume"`
+		}
+		if err := json.Unmarshal(m.data, &f); err != nil || f.State.Epoch == "" {
+			t.Fatalf("feature_flags answer without resume state: %s", m.data)
+		}
+		return conn, f.State
+	}
+}
+
+// A resume client drops from host A and reconnects to host B with
+// resume_from: B replays everything after its seq, from the window in
+// JetStream, including a whole prompt that ran while it was away.
+func TestClusterResumeAcrossHosts(t *testing.T) {
+	ns := runNATS(t)
+	_, a := startHost(t, host.Options{Cluster: &cluster.Options{URL: ns.ClientURL(), Workers: -1}})
+	_, b := startHost(t, host.Options{Cluster: &cluster.Options{URL: ns.ClientURL(), Workers: 1}})
+	conn, st := resumeDial(t, a.URL, "roamer", nil)
+	code, out := postPrompt(t, b.URL, map[string]any{"client_id": "roamer", "prompt": smallPrompt("first")})
+	if code != http.StatusOK {
+		t.Fatalf("POST /prompt: %d %v", code, out)
+	}
+	first := out["prompt_id"].(string)
+	last := st.Seq
+	for { // the first prompt, live on A
+		m := readNumbered(t, conn)
+		if m.seq != 0 {
+			if m.seq != last+1 {
+				t.Fatalf("seq %d after %d on A", m.seq, last)
+			}
+			last = m.seq
+		}
+		if m.typ == protocol.TypeExecuting && isNullNode(m.data, first) {
+			break
+		}
+	}
+	conn.Close()
+
+	code, out = postPrompt(t, b.URL, map[string]any{"client_id": "roamer", "prompt": smallPrompt("second")})
+	if code != http.StatusOK {
+		t.Fatalf("POST /prompt: %d %v", code, out)
+	}
+	second := out["prompt_id"].(string)
+	for i := 0; ; i++ { // it ran while the client was away
+		resp, err := http.Get(b.URL + "/history/" + second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var h map[string]any
+		json.NewDecoder(resp.Body).Decode(&h)
+		resp.Body.Close()
+		if _, ok := h[second]; ok {
+			break
+		}
+		if i > 400 {
+			t.Fatal("the second prompt did not finish")
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond) // A appends the terminal message after the history
+
+	conn, st2 := resumeDial(t, b.URL, "roamer", &protocol.Position{Epoch: st.Epoch, Seq: last})
+	defer conn.Close()
+	if st2.Recovered == nil || !*st2.Recovered || st2.Epoch != st.Epoch {
+		t.Fatalf("resume on B from %d: %+v", last, st2)
+	}
+	parts := 0
+	for {
+		m := readNumbered(t, conn)
+		if m.seq == 0 {
+			continue // the status message of the new connection
+		}
+		if m.seq != last+1 {
+			t.Fatalf("replay on B: seq %d after %d", m.seq, last)
+		}
+		last = m.seq
+		if m.typ == "PART" {
+			parts++
+		}
+		if m.typ == protocol.TypeExecuting && isNullNode(m.data, second) {
+			break
+		}
+	}
+	if parts == 0 {
+		t.Fatal("the replay on B had no image part of the second prompt")
+	}
+}
+
+func isNullNode(d json.RawMessage, promptID string) bool {
+	var e struct {
+		Node     *string `json:"node"`
+		PromptID string  `json:"prompt_id"`
+	}
+	return json.Unmarshal(d, &e) == nil && e.Node == nil && e.PromptID == promptID
 }

@@ -200,6 +200,23 @@ func New(ctx context.Context, opts Options) (*Host, error) {
 	if hopts.QueueRemaining == nil {
 		hopts.QueueRemaining = func() int { return h.exec.QueueRemaining() }
 	}
+	if node != nil && hopts.Sessions.Log == nil {
+		// Resume windows in JetStream, so a client resumes on any host.
+		age, global := hopts.Sessions.WindowAge, hopts.Sessions.WindowGlobal
+		if age == 0 {
+			age = hub.DefaultWindowAge
+		}
+		if global == 0 {
+			global = hub.DefaultWindowGlobal
+		}
+		w, err := node.Window(max(age, 0), max(global, 0))
+		if err != nil {
+			sup.Close()
+			_ = os.RemoveAll(ownDir)
+			return nil, fmt.Errorf("host: %w", err)
+		}
+		hopts.Sessions.Log = w
+	}
 	h.hub = hub.New(hopts)
 	var bc executor.Broadcaster = h.hub
 	var cl executor.Cluster
