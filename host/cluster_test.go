@@ -2,6 +2,7 @@ package host_test
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"image"
@@ -25,10 +26,14 @@ import (
 
 // runNATS runs an embedded nats-server with JetStream, its store in a temp
 // folder and its port chosen by the OS, as nats-server's test.RunServer does.
-func runNATS(t *testing.T) *server.Server {
+func runNATS(t *testing.T, tune ...func(*server.Options)) *server.Server {
 	t.Helper()
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true,
-		StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
+	o := &server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true,
+		StoreDir: t.TempDir(), NoLog: true, NoSigs: true}
+	for _, f := range tune {
+		f(o)
+	}
+	s, err := server.NewServer(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -495,12 +500,15 @@ func resumeDial(t *testing.T, base, clientID string, pos *protocol.Position) (*w
 // A resume client drops from host A and reconnects to host B with
 // resume_from: B replays everything after its seq, from the window in
 // JetStream, including a whole prompt that ran while it was away.
+//
+// The server's max_payload is 64 KiB here: relayed parts and window entries
+// are split to fit it.
 func TestClusterResumeAcrossHosts(t *testing.T) {
-	ns := runNATS(t)
+	ns := runNATS(t, func(o *server.Options) { o.MaxPayload = 64 << 10 })
 	_, a := startHost(t, host.Options{Cluster: &cluster.Options{URL: ns.ClientURL(), Workers: -1}})
 	_, b := startHost(t, host.Options{Cluster: &cluster.Options{URL: ns.ClientURL(), Workers: 1}})
 	conn, st := resumeDial(t, a.URL, "roamer", nil)
-	code, out := postPrompt(t, b.URL, map[string]any{"client_id": "roamer", "prompt": smallPrompt("first")})
+	code, out := postPrompt(t, b.URL, map[string]any{"client_id": "roamer", "prompt": noisePrompt(t, 300, "first")})
 	if code != http.StatusOK {
 		t.Fatalf("POST /prompt: %d %v", code, out)
 	}
@@ -520,7 +528,7 @@ func TestClusterResumeAcrossHosts(t *testing.T) {
 	}
 	conn.Close()
 
-	code, out = postPrompt(t, b.URL, map[string]any{"client_id": "roamer", "prompt": smallPrompt("second")})
+	code, out = postPrompt(t, b.URL, map[string]any{"client_id": "roamer", "prompt": noisePrompt(t, 400, "second")})
 	if code != http.StatusOK {
 		t.Fatalf("POST /prompt: %d %v", code, out)
 	}
@@ -567,6 +575,20 @@ func TestClusterResumeAcrossHosts(t *testing.T) {
 	}
 	if parts == 0 {
 		t.Fatal("the replay on B had no image part of the second prompt")
+	}
+}
+
+// noisePrompt sends one size² noise image (about 3·size² bytes as PNG).
+func noisePrompt(t *testing.T, size int, event string) map[string]any {
+	dir := t.TempDir()
+	writeNoisePNG(t, dir, "n.png", size, uint64(size))
+	data, err := os.ReadFile(filepath.Join(dir, "n.png"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return map[string]any{
+		"1": map[string]any{"class_type": "ETN_LoadImageBase64", "inputs": map[string]any{"image": base64.StdEncoding.EncodeToString(data)}},
+		"2": map[string]any{"class_type": "SendImageOnWebSocket", "inputs": map[string]any{"images": []any{"1", 0}, "event": event}},
 	}
 }
 

@@ -13,7 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nodecast/nodecast/host/executor"
 )
 
@@ -53,7 +52,7 @@ func (n *Node) ShareFile(ctx context.Context, typ, subfolder, name string) error
 	defer f.Close()
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
-	_, err = n.files.Put(ctx, jetstream.ObjectMeta{Name: obj, Metadata: map[string]string{"host": n.id}}, f)
+	_, err = n.files.Put(ctx, n.objectMeta(obj, map[string]string{"host": n.id}), f)
 	return err
 }
 

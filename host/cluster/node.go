@@ -64,17 +64,18 @@ type Options struct {
 
 // Node is one host's membership in the cluster.
 type Node struct {
-	opts  Options
-	log   *slog.Logger
-	srv   *server.Server // the embedded server, or nil
-	nc    *nats.Conn
-	url   string // the server's URL, without credentials
-	js    jetstream.JetStream
-	qkv   jetstream.KeyValue    // the cluster's queue
-	hkv   jetstream.KeyValue    // the cluster's history
-	files jetstream.ObjectStore // uploads and outputs
-	id    string                // this node, in the files it shares
-	dirs  map[string]string     // this host's folders by type (input, output, temp)
+	opts   Options
+	log    *slog.Logger
+	srv    *server.Server // the embedded server, or nil
+	nc     *nats.Conn
+	url    string // the server's URL, without credentials
+	js     jetstream.JetStream
+	qkv    jetstream.KeyValue    // the cluster's queue
+	hkv    jetstream.KeyValue    // the cluster's history
+	files  jetstream.ObjectStore // uploads and outputs
+	bodies jetstream.ObjectStore // prompts over max_payload
+	id     string                // this node, in the files it shares
+	dirs   map[string]string     // this host's folders by type (input, output, temp)
 
 	mu       sync.Mutex
 	attempts map[string]uint64   // prompt id -> delivery attempt running here

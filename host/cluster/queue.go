@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 	"github.com/nodecast/nodecast/host/executor"
 )
 
@@ -20,6 +22,9 @@ type job struct {
 	ClientID  string         `json:"client_id,omitempty"`
 	PromptID  string         `json:"prompt_id"`
 	ExtraData map[string]any `json:"extra_data,omitempty"`
+	// Body names the object in PromptBodyBucket that holds this job
+	// whole, when it is over max_payload.
+	Body string `json:"body,omitempty"`
 }
 
 var _ executor.Cluster = (*Node)(nil)
@@ -35,11 +40,17 @@ func (n *Node) Enqueue(ctx context.Context, req executor.Request, item executor.
 	if err != nil {
 		return 0, err
 	}
-	if len(data) > int(n.nc.MaxPayload()) {
-		return 0, fmt.Errorf("the prompt is %d bytes, over the NATS server's max_payload of %d", len(data), n.nc.MaxPayload())
-	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
+	if len(data) > int(n.nc.MaxPayload())-4<<10 {
+		// Over max_payload: the body goes to the object store (chunked),
+		// the queue carries its name.
+		name := nuid.Next()
+		if _, err := n.bodies.Put(ctx, n.objectMeta(name, nil), bytes.NewReader(data)); err != nil {
+			return 0, fmt.Errorf("the prompt (%d bytes, over max_payload) was not stored: %v", len(data), err)
+		}
+		data, _ = json.Marshal(job{PromptID: req.PromptID, Body: name})
+	}
 	ack, err := n.js.Publish(ctx, PromptSubject, data, jetstream.WithMsgID(req.PromptID))
 	if err != nil {
 		if n.Connected() != nil {
@@ -135,7 +146,18 @@ func (n *Node) runOne(ctx context.Context, m jetstream.Msg, exec *executor.Execu
 		return
 	}
 	var j job
-	if err := json.Unmarshal(m.Data(), &j); err != nil || j.PromptID == "" {
+	err = json.Unmarshal(m.Data(), &j)
+	if err == nil && j.Body != "" {
+		var body []byte
+		if body, err = n.bodies.GetBytes(ctx, j.Body); err == nil {
+			j = job{}
+			err = json.Unmarshal(body, &j)
+		} else if !errors.Is(err, jetstream.ErrObjectNotFound) {
+			_ = m.NakWithDelay(time.Second) // NATS trouble: try again
+			return
+		}
+	}
+	if err != nil || j.PromptID == "" {
 		n.log.Error("cluster: unreadable prompt in the queue dropped", "seq", md.Sequence.Stream, "err", err)
 		_ = m.Term()
 		return
@@ -202,7 +224,24 @@ func (n *Node) runOne(ctx context.Context, m jetstream.Msg, exec *executor.Execu
 		n.shareOutputs(entry)
 		n.finished(j.PromptID, entry)
 	}
+	if b := jobBody(m.Data()); b != "" {
+		_ = n.bodies.Delete(context.Background(), b)
+	}
 	if err := m.DoubleAck(context.Background()); err != nil {
 		n.log.Warn("cluster: prompt ran but its ack was not confirmed; another host may run it again", "prompt", j.PromptID, "err", err)
 	}
+}
+
+// jobBody is the object name a queued job refers to, if any.
+func jobBody(data []byte) string {
+	var j job
+	_ = json.Unmarshal(data, &j)
+	return j.Body
+}
+
+// objectMeta names an object whose chunks fit the server's max_payload
+// (the object store's default chunk is 128 KiB).
+func (n *Node) objectMeta(name string, meta map[string]string) jetstream.ObjectMeta {
+	chunk := min(128<<10, max(int(n.nc.MaxPayload())-4<<10, 1<<10))
+	return jetstream.ObjectMeta{Name: name, Metadata: meta, Opts: &jetstream.ObjectMetaOptions{ChunkSize: uint32(chunk)}}
 }

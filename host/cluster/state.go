@@ -17,6 +17,9 @@ import (
 const (
 	QueueBucket   = "nodecast_queue"
 	HistoryBucket = "nodecast_history"
+	// PromptBodyBucket holds prompts too large for one NATS message; the
+	// work queue then carries a reference.
+	PromptBodyBucket = "nodecast_prompts"
 )
 
 // queueRec is a prompt of the cluster's queue, as kept in QueueBucket.
@@ -38,6 +41,10 @@ func (n *Node) makeBuckets(ctx context.Context) error {
 	if n.hkv, err = n.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: HistoryBucket, Storage: jetstream.FileStorage,
 		MaxBytes: 256 << 20}); err != nil {
 		return fmt.Errorf("%w: KV %s: %v", ErrCluster, HistoryBucket, err)
+	}
+	if n.bodies, err = n.js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: PromptBodyBucket, Storage: jetstream.FileStorage,
+		TTL: 7 * 24 * time.Hour}); err != nil {
+		return fmt.Errorf("%w: object store %s: %v", ErrCluster, PromptBodyBucket, err)
 	}
 	if n.files, err = n.js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: FilesBucket, Storage: jetstream.FileStorage}); err != nil {
 		return fmt.Errorf("%w: object store %s: %v", ErrCluster, FilesBucket, err)
