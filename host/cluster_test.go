@@ -85,7 +85,7 @@ func postPrompt(t *testing.T, url string, body any) (int, map[string]any) {
 func TestClusterThreeHosts(t *testing.T) {
 	ns := runNATS(t)
 	input := t.TempDir()       // the hosts share their input folder (as with NFS)
-	sizes := []int{1250, 2048} // ≈4.7 MB and ≈12.6 MB PNGs: parts are split to NATS's 1 MiB max_payload
+	sizes := []int{1250, 2048, 3200} // ≈4.7, ≈12.6 and ≈30.7 MB PNGs: parts are split to NATS's 1 MiB max_payload
 	prompt := map[string]any{}
 	for i, s := range sizes {
 		writeNoisePNG(t, input, fmt.Sprintf("noise%d.png", i), s, uint64(i+1))
