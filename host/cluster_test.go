@@ -84,7 +84,7 @@ func postPrompt(t *testing.T, url string, body any) (int, map[string]any) {
 // terminal message; the message sequence is the one a single host sends.
 func TestClusterThreeHosts(t *testing.T) {
 	ns := runNATS(t)
-	input := t.TempDir()       // the hosts share their input folder (as with NFS)
+	input := t.TempDir()             // the hosts share their input folder (as with NFS)
 	sizes := []int{1250, 2048, 3200} // ≈4.7, ≈12.6 and ≈30.7 MB PNGs: parts are split to NATS's 1 MiB max_payload
 	prompt := map[string]any{}
 	for i, s := range sizes {
@@ -400,10 +400,8 @@ func TestClusterUploadAndOutputAnyHost(t *testing.T) {
 			time.Sleep(25 * time.Millisecond)
 		}
 	}
-	if got := waitView(b.URL, "type=input&filename="+up.Name); !bytes.Equal(got, data) {
-		t.Fatalf("the upload on B differs: %d bytes, want %d", len(got), len(data))
-	}
-
+	// The prompt is posted to B at once: B (validating) and C (running)
+	// fetch the upload if their mirror has not written it yet.
 	c, err := testclient.Dial(a.URL, "files", testclient.Parts, nil)
 	if err != nil {
 		t.Fatal(err)

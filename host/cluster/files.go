@@ -153,7 +153,8 @@ func (b *bufferedResponse) Write(p []byte) (int, error) { return b.body.Write(p)
 
 // shareOutputs puts the files a finished prompt lists in its outputs
 // ("images": [{filename, subfolder, type}]) in the object store, so /view
-// serves them on every host.
+// serves them on every host. Only type "output" (SaveImage): previews in
+// the temp folder are emptied at start and would only fill the store.
 func (n *Node) shareOutputs(entry executor.HistoryEntry) {
 	for _, ui := range entry.Outputs {
 		imgs, _ := ui["images"].([]any)
@@ -162,11 +163,47 @@ func (n *Node) shareOutputs(entry executor.HistoryEntry) {
 			name, _ := m["filename"].(string)
 			sub, _ := m["subfolder"].(string)
 			typ, _ := m["type"].(string)
-			if name == "" || n.dirs[typ] == "" {
+			if name == "" || typ != "output" || n.dirs[typ] == "" {
 				continue
 			}
 			if err := n.ShareFile(context.Background(), typ, sub, name); err != nil {
 				n.log.Warn("cluster: output not shared with the other hosts", "file", name, "err", err)
+			}
+		}
+	}
+}
+
+// FetchInputs (executor.ClusterInputs) writes the shared input files a prompt names into this
+// host's input folder before it runs, so a prompt that reaches this host
+// before the mirror wrote its upload still finds it. Only string inputs
+// that look like file names are looked up.
+func (n *Node) FetchInputs(ctx context.Context, prompt map[string]any) {
+	if n.dirs["input"] == "" {
+		return
+	}
+	for _, node := range prompt {
+		nm, _ := node.(map[string]any)
+		inputs, _ := nm["inputs"].(map[string]any)
+		for _, v := range inputs {
+			s, ok := v.(string)
+			if !ok || len(s) > 512 || !strings.Contains(s, ".") || strings.ContainsAny(s, "\n\r") {
+				continue
+			}
+			s = strings.TrimSuffix(s, " [input]")
+			obj := path.Join("input", filepath.ToSlash(s))
+			p, err := localPath(n.dirs, obj)
+			if err != nil {
+				continue
+			}
+			info, err := n.files.GetInfo(ctx, obj)
+			if err != nil || info.Deleted {
+				continue
+			}
+			if fi, err := os.Stat(p); err == nil && fi.Size() == int64(info.Size) {
+				continue
+			}
+			if err := n.fetchFile(ctx, obj); err != nil {
+				n.log.Warn("cluster: shared input not written here", "object", obj, "err", err)
 			}
 		}
 	}

@@ -72,3 +72,9 @@ func (e *Executor) ForgetHistory(ids ...string) {
 		e.hist.remove(id)
 	}
 }
+
+// ClusterInputs is implemented by a Cluster that shares input files: the
+// files a prompt names are fetched to this host before it is validated.
+type ClusterInputs interface {
+	FetchInputs(ctx context.Context, prompt map[string]any)
+}

@@ -239,6 +239,9 @@ func (e *Executor) Submit(ctx context.Context, req Request) (Accepted, *Validati
 			prompt = w.Prompt
 		}
 	}
+	if ci, ok := e.opts.Cluster.(ClusterInputs); ok {
+		ci.FetchInputs(ctx, prompt)
+	}
 	p, verr := e.validate(prompt, wf)
 	if verr != nil {
 		return Accepted{}, verr
