@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/nodecast/nodecast/host/api"
+	"github.com/nodecast/nodecast/host/cluster"
 	"github.com/nodecast/nodecast/host/executor"
 	"github.com/nodecast/nodecast/host/hub"
 	"github.com/nodecast/nodecast/host/metrics"
@@ -91,6 +92,11 @@ type Options struct {
 	// cache (an embedding program opts in; nodecast serve's config turns it
 	// on). POST /free empties it.
 	CacheBytes int64
+
+	// Cluster, when set, joins the hosts that share a NATS JetStream
+	// (host/cluster): prompts go through its work queue and every
+	// executor message reaches the host that holds the client's socket.
+	Cluster *cluster.Options
 }
 
 // PackSource says how to start one node pack's plugin process.
@@ -107,6 +113,7 @@ type Host struct {
 	api     http.Handler
 	metrics *prometheus.Registry
 	ownDir  string // the host's own folder for uploads in flight, removed by Close
+	node    *cluster.Node
 }
 
 // SelfPack is the pack source that runs pack name from this very binary: the
@@ -142,6 +149,22 @@ func New(ctx context.Context, opts Options) (*Host, error) {
 	if opts.MaxBodyBytes > plugins.MaxInputBytes {
 		return nil, fmt.Errorf("host: MaxBodyBytes %d exceeds limit %d, the largest input a node call carries", opts.MaxBodyBytes, int64(plugins.MaxInputBytes))
 	}
+	var node *cluster.Node
+	if opts.Cluster != nil {
+		copts := *opts.Cluster
+		if copts.Logger == nil {
+			copts.Logger = log
+		}
+		if node, err = cluster.Start(ctx, copts); err != nil {
+			return nil, fmt.Errorf("host: %w", err)
+		}
+	}
+	served := false
+	defer func() {
+		if node != nil && !served { // New failed after joining
+			node.Close()
+		}
+	}()
 	outputDir, tempDir, err := outputFolders(&opts)
 	if err != nil {
 		return nil, err
@@ -181,10 +204,35 @@ func New(ctx context.Context, opts Options) (*Host, error) {
 	if hopts.QueueRemaining == nil {
 		hopts.QueueRemaining = func() int { return h.exec.QueueRemaining() }
 	}
+	if node != nil && hopts.Sessions.Log == nil {
+		// Resume windows in JetStream, so a client resumes on any host.
+		age, global := hopts.Sessions.WindowAge, hopts.Sessions.WindowGlobal
+		if age == 0 {
+			age = hub.DefaultWindowAge
+		}
+		if global == 0 {
+			global = hub.DefaultWindowGlobal
+		}
+		w, err := node.Window(max(age, 0), max(global, 0))
+		if err != nil {
+			sup.Close()
+			_ = os.RemoveAll(ownDir)
+			return nil, fmt.Errorf("host: %w", err)
+		}
+		hopts.Sessions.Log = w
+	}
 	h.hub = hub.New(hopts)
+	var bc executor.Broadcaster = h.hub
+	var cl executor.Cluster
+	workers := 0
+	if node != nil {
+		h.node, bc, cl, workers = node, node.Broadcaster(), node, max(opts.Cluster.Workers, 1)
+	}
 	h.exec, err = executor.New(executor.Options{
+		Cluster:     cl,
+		Workers:     workers,
 		Runner:      sup,
-		Broadcaster: h.hub,
+		Broadcaster: bc,
 		InputDir:    inputDir,
 		Limits:      h.limits,
 		Workflows:   opts.Workflows,
@@ -209,6 +257,11 @@ func New(ctx context.Context, opts Options) (*Host, error) {
 		_ = os.RemoveAll(ownDir)
 		return nil, err
 	}
+	if node != nil {
+		for _, c := range node.Collectors() {
+			h.metrics.MustRegister(c)
+		}
+	}
 	h.api = api.New(api.Options{
 		Executor:     h.exec,
 		Classes:      sup.Classes,
@@ -229,6 +282,14 @@ func New(ctx context.Context, opts Options) (*Host, error) {
 		StagingDir:     filepath.Join(ownDir, "uploads"),
 		Packs:          sup.Packs,
 	})
+	served = true
+	if node != nil {
+		h.api = node.ShareUploads(h.api)
+		if err := node.Serve(ctx, h.exec, h.hub, map[string]string{"input": inputDir, "output": outputDir, "temp": tempDir}); err != nil {
+			h.Close()
+			return nil, fmt.Errorf("host: %w", err)
+		}
+	}
 	return h, nil
 }
 
@@ -277,6 +338,9 @@ func (h *Host) Packs() []supervisor.PackInfo { return h.sup.Packs() }
 
 // Close disconnects every client and stops every plugin.
 func (h *Host) Close() error {
+	if h.node != nil {
+		h.node.Close() // first: a prompt stopped by the shutdown goes back to the queue
+	}
 	h.exec.Close()
 	h.hub.Close()
 	err := h.sup.Close()

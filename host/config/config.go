@@ -72,7 +72,8 @@ type Config struct {
 	// Cache bounds ComfyUI's output cache (nodes unchanged since an earlier
 	// prompt do not run again): the key cache.bytes, the tensor bytes kept;
 	// 0 = DefaultCacheBytes under nodecast serve. `--cache-none` turns it off.
-	Cache Cache
+	Cache   Cache
+	Cluster Cluster // the NATS JetStream cluster to join; zero = one host alone
 }
 
 // Cache configures the output cache.
@@ -106,6 +107,19 @@ func (c Cache) ServeBytes() int64 {
 		return c.Bytes
 	}
 	return DefaultCacheBytes
+}
+
+// Cluster is the `cluster` key: the NATS server whose JetStream the hosts
+// share (NODECAST_NATS and --nats override it), and how many prompts this
+// host runs at once from the shared queue (0 = 1, -1 = none: the host only
+// accepts requests and holds sockets).
+type Cluster struct {
+	NATS    string
+	Workers int
+	// AckWait is how long a host may hold a prompt without acknowledging it
+	// (a running prompt acknowledges progress every third of it) before
+	// another host runs it; 0 = 30 s.
+	AckWait time.Duration
 }
 
 // Limits bounds what requests may make the host hold, and how the crash-loop
@@ -267,6 +281,20 @@ func Parse(name string, data []byte, baseDir string) (*Config, error) {
 		"websocket": func(k string, n *yaml.Node) error { return p.websocket(n, k, &c.WebSocket) },
 		"limits":    func(k string, n *yaml.Node) error { return p.limits(n, k, &c.Limits) },
 		"cache":     func(k string, n *yaml.Node) error { return p.cache(n, k, &c.Cache) },
+		"cluster": func(k string, n *yaml.Node) error {
+			return p.mapping(n, k, map[string]func(string, *yaml.Node) error{
+				"nats":     func(k string, v *yaml.Node) error { return p.str(v, k, &c.Cluster.NATS) },
+				"ack_wait": func(k string, v *yaml.Node) error { return p.duration(v, k, &c.Cluster.AckWait) },
+				"workers": func(k string, v *yaml.Node) error {
+					var w int
+					if err := v.Decode(&w); err != nil || w < -1 {
+						return p.errAt(v, k, fmt.Sprintf("%q: want -1 (none), 0 (one) or a positive count", v.Value))
+					}
+					c.Cluster.Workers = w
+					return nil
+				},
+			})
+		},
 		"workflows": func(k string, n *yaml.Node) error {
 			return p.eachKey(n, k, func(name string, key string, wn *yaml.Node) error {
 				w, err := p.workflow(name, key, wn)

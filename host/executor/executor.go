@@ -79,6 +79,10 @@ type Options struct {
 	// 0 or negative = no cache (--cache-none); nodecast serve's config
 	// defaults to DefaultCacheBytes.
 	CacheBytes int64
+	// Cluster, when set, takes validated prompts instead of the local
+	// queue and carries interrupts to every host (see Cluster); the
+	// executor then runs only the prompts handed to SubmitLocal.
+	Cluster Cluster
 }
 
 // Request is a prompt to queue.
@@ -89,6 +93,9 @@ type Request struct {
 	PromptID  string         // "" = a new UUID
 	ExtraData map[string]any
 	Front     bool // queue before the pending prompts (ComfyUI's "front")
+
+	number int64 // SubmitLocal: the number the cluster gave it (0 = none)
+	local  bool  // SubmitLocal: queue here even with a Cluster
 }
 
 // Accepted is a queued prompt. NodeErrors lists outputs that failed
@@ -240,6 +247,9 @@ func (e *Executor) Submit(ctx context.Context, req Request) (Accepted, *Validati
 			prompt = w.Prompt
 		}
 	}
+	if ci, ok := e.opts.Cluster.(ClusterInputs); ok {
+		ci.FetchInputs(ctx, prompt)
+	}
 	p, verr := e.validate(prompt, wf)
 	if verr != nil {
 		return Accepted{}, verr
@@ -260,6 +270,9 @@ func (e *Executor) Submit(ctx context.Context, req Request) (Accepted, *Validati
 		promptID = newUUID()
 	}
 
+	if e.opts.Cluster != nil && !req.local {
+		return e.dispatch(ctx, req, p, clientID, promptID, extra)
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.closed {
@@ -269,7 +282,9 @@ func (e *Executor) Submit(ctx context.Context, req Request) (Accepted, *Validati
 		return Accepted{}, NewValidationError(TypeDuplicatePromptID, fmt.Sprintf("A queued or running prompt already has prompt_id %q", promptID), promptID)
 	}
 	var number int64
-	if req.Front {
+	if req.number != 0 {
+		number = req.number
+	} else if req.Front {
 		e.front--
 		number = e.front
 	} else {
@@ -320,6 +335,14 @@ func (e *Executor) Wait(ctx context.Context, promptID string) (HistoryEntry, err
 // Interrupt stops the running prompt promptID, or every running prompt when
 // promptID is "". It reports whether a prompt was interrupted.
 func (e *Executor) Interrupt(promptID string) bool {
+	if e.opts.Cluster != nil {
+		e.opts.Cluster.Interrupt(promptID)
+	}
+	return e.InterruptLocal(promptID)
+}
+
+// InterruptLocal is Interrupt for the prompts running on this host only.
+func (e *Executor) InterruptLocal(promptID string) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	hit := false
@@ -334,6 +357,9 @@ func (e *Executor) Interrupt(promptID string) bool {
 
 // Queue returns the running and the pending prompts, in order.
 func (e *Executor) Queue() (running, pending []QueueItem) {
+	if cq := e.clusterQueue(); cq != nil {
+		return cq.Queue()
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	running = make([]QueueItem, 0, len(e.running))
@@ -349,6 +375,10 @@ func (e *Executor) Queue() (running, pending []QueueItem) {
 
 // QueueRemaining is ComfyUI's exec_info.queue_remaining: pending plus running.
 func (e *Executor) QueueRemaining() int {
+	if cq := e.clusterQueue(); cq != nil {
+		running, pending := cq.Queue()
+		return len(running) + len(pending)
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return len(e.pending) + len(e.running)
@@ -356,6 +386,10 @@ func (e *Executor) QueueRemaining() int {
 
 // ClearQueue drops every pending prompt (running ones go on).
 func (e *Executor) ClearQueue() {
+	if cq := e.clusterQueue(); cq != nil {
+		cq.ClearQueue()
+		return
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, j := range e.pending {
@@ -368,6 +402,9 @@ func (e *Executor) ClearQueue() {
 // DeleteQueued drops the pending prompts with these ids and reports how many
 // it dropped. Running prompts are not affected: interrupt them.
 func (e *Executor) DeleteQueued(ids ...string) int {
+	if cq := e.clusterQueue(); cq != nil {
+		return cq.DeleteQueued(ids...)
+	}
 	del := map[string]bool{}
 	for _, id := range ids {
 		del[id] = true
@@ -410,6 +447,9 @@ func (e *Executor) HistoryEntry(promptID string) (HistoryEntry, bool) {
 
 // ClearHistory forgets every finished prompt.
 func (e *Executor) ClearHistory() {
+	if cq := e.clusterQueue(); cq != nil {
+		cq.ClearHistory()
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.hist.clear()
@@ -417,6 +457,9 @@ func (e *Executor) ClearHistory() {
 
 // DeleteHistory forgets these finished prompts.
 func (e *Executor) DeleteHistory(ids ...string) {
+	if cq := e.clusterQueue(); cq != nil {
+		cq.DeleteHistory(ids...)
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, id := range ids {

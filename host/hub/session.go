@@ -184,6 +184,9 @@ func (h *Hub) handleFlags(c *client, flags protocol.FeatureFlags, first bool) {
 		return
 	}
 	s.resume = true
+	if c, ok := h.window.(interface{ Claim(string) }); ok {
+		c.Claim(s.id) // a shared window (host/cluster): this host holds the socket now
+	}
 	epoch, last := h.window.Open(s.id)
 	st := protocol.ResumeState{Epoch: epoch, Seq: last}
 	var replay []stream.Entry

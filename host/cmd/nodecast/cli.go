@@ -17,12 +17,16 @@ import (
 	"time"
 
 	"github.com/nodecast/nodecast/host"
+	"github.com/nodecast/nodecast/host/cluster"
 	"github.com/nodecast/nodecast/host/config"
 )
 
 // tokenEnv, when set, is the token WebSocket clients must present; it wins
 // over the config file's websocket.token.
 const tokenEnv = "NODECAST_TOKEN"
+
+// natsEnv names the NATS URL of the cluster to join, as --nats does.
+const natsEnv = "NODECAST_NATS"
 
 // Exit codes.
 const (
@@ -64,6 +68,7 @@ type settings struct {
 	listen, plugins, configFile, inputDir, logLevel string
 	logLevelSet                                     bool // --log-level given on the command line
 	outputDir, tempDir                              string
+	nats, natsEmbed, natsStore                      string // cluster: NATS URL, embedded server address and store
 	cfg                                             *config.Config
 	cacheNone                                       bool // --cache-none, as ComfyUI's flag
 }
@@ -82,6 +87,11 @@ func parseFlags(name string, args []string, stderr io.Writer, withListen bool) (
 	fs.StringVar(&s.tempDir, "temp-dir", "./temp", "folder PreviewImage writes; emptied at start")
 	fs.StringVar(&s.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.BoolVar(&s.cacheNone, "cache-none", false, "run every node of every prompt: no output cache (as ComfyUI's --cache-none)")
+	if withListen {
+		fs.StringVar(&s.nats, "nats", "", "NATS URL of the cluster to join (JetStream; also "+natsEnv+" and cluster.nats)")
+		fs.StringVar(&s.natsEmbed, "nats-embed", "", "run a nats-server with JetStream in this host, listening on this address")
+		fs.StringVar(&s.natsStore, "nats-store", "./nats", "the embedded nats-server's JetStream store")
+	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, exitOK
@@ -116,6 +126,13 @@ func parseFlags(name string, args []string, stderr io.Writer, withListen bool) (
 	}
 	if !set["listen"] && s.cfg.Listen != "" {
 		s.listen = s.cfg.Listen
+	}
+	if !set["nats"] {
+		if env := os.Getenv(natsEnv); env != "" {
+			s.nats = env
+		} else if s.cfg.Cluster.NATS != "" {
+			s.nats = s.cfg.Cluster.NATS
+		}
 	}
 	if !set["plugins"] && s.cfg.Plugins != "" {
 		s.plugins = s.cfg.Plugins
@@ -165,6 +182,10 @@ func (s *settings) hostOptions(log *slog.Logger) host.Options {
 	opts.OutputDir, opts.TempDir = s.outputDir, s.tempDir
 	opts.Logger = log
 	opts.Listen = s.listen // a loopback address makes every route refuse foreign Host values
+	if s.nats != "" || s.natsEmbed != "" {
+		opts.Cluster = &cluster.Options{URL: s.nats, Embed: s.natsEmbed, StoreDir: s.natsStore, Name: "nodecast " + s.listen,
+			Workers: s.cfg.Cluster.Workers, AckWait: s.cfg.Cluster.AckWait, Logger: log}
+	}
 	return opts
 }
 
