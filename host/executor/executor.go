@@ -83,6 +83,9 @@ type Options struct {
 	// queue and carries interrupts to every host (see Cluster); the
 	// executor then runs only the prompts handed to SubmitLocal.
 	Cluster Cluster
+	// SensitiveKeys are extra_data keys kept secret besides
+	// DefaultSensitiveKeys (see secrets.go).
+	SensitiveKeys []string
 }
 
 // Request is a prompt to queue.
@@ -115,6 +118,7 @@ type job struct {
 	entry    HistoryEntry  // valid after done when err == nil
 	err      error
 	cancel   context.CancelCauseFunc // set while running
+	secrets  map[string]any          // extra_data's sensitive keys, never shown (secrets.go)
 }
 
 // Executor queues and runs prompts.
@@ -265,12 +269,14 @@ func (e *Executor) Submit(ctx context.Context, req Request) (Accepted, *Validati
 	} else if s, ok := extra["client_id"].(string); ok {
 		clientID = s
 	}
+	secrets := splitSensitive(extra, e.opts.sensitiveKeys())
 	promptID := req.PromptID
 	if promptID == "" {
 		promptID = newUUID()
 	}
 
 	if e.opts.Cluster != nil && !req.local {
+		// Secrets do not cross the cluster: its queue records are listed.
 		return e.dispatch(ctx, req, p, clientID, promptID, extra)
 	}
 	e.mu.Lock()
@@ -298,6 +304,7 @@ func (e *Executor) Submit(ctx context.Context, req Request) (Accepted, *Validati
 		plan:     p,
 		clientID: clientID,
 		done:     make(chan struct{}),
+		secrets:  secrets,
 	}
 	if req.Front {
 		e.pending = append([]*job{j}, e.pending...)

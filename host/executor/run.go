@@ -179,6 +179,12 @@ func (r *promptRun) addHidden(n *node, inputs map[string]any) {
 			if v, ok := r.j.item.ExtraData["extra_pnginfo"]; ok {
 				inputs[in.Name] = v
 			}
+		case plugins.TypeAuthTokenComfyOrg:
+			inputs[in.Name] = r.j.secrets["auth_token_comfy_org"]
+		case plugins.TypeAPIKeyComfyOrg:
+			inputs[in.Name] = r.j.secrets["api_key_comfy_org"]
+		case plugins.TypeSecret:
+			inputs[in.Name] = r.j.secrets[in.Name]
 		}
 	}
 }
@@ -290,6 +296,12 @@ func (r *promptRun) failed(n *node, inputs map[string]any, excType, message stri
 	current := make(map[string]any, len(inputs))
 	for k, v := range inputs {
 		current[k] = []any{formatValue(v)}
+	}
+	for _, in := range n.spec.Inputs { // a secret never goes into a message
+		switch in.Type {
+		case plugins.TypeAuthTokenComfyOrg, plugins.TypeAPIKeyComfyOrg, plugins.TypeSecret:
+			delete(current, in.Name)
+		}
 	}
 	outs := make(map[string]any, len(r.outputs))
 	for id, vals := range r.outputs {
