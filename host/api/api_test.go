@@ -272,12 +272,12 @@ func TestQueueAndInterrupt(t *testing.T) {
 	if !reflect.DeepEqual(p, obj{"exec_info": obj{"queue_remaining": float64(0)}}) {
 		t.Errorf("GET /prompt %v", p)
 	}
-	slow := `{"prompt": {"1": {"class_type": "SlowNode", "inputs": {}}}, "prompt_id": "slow"}`
+	slow := `{"prompt": {"1": {"class_type": "SlowNode", "inputs": {}}}, "prompt_id": "00000000-0000-4000-8000-00000000000a"}` // ComfyUI's prompt_id rule: a canonical UUID
 	if code, raw := e.postJSON(t, "/prompt", slow, nil); code != 200 {
 		t.Fatalf("%d %s", code, raw)
 	}
 	<-e.runner.Started
-	for _, id := range []string{"p2", "p3"} {
+	for _, id := range []string{"00000000-0000-4000-8000-000000000002", "00000000-0000-4000-8000-000000000003"} {
 		if code, raw := e.postJSON(t, "/prompt", `{"prompt": `+sendPrompt+`, "prompt_id": "`+id+`"}`, nil); code != 200 {
 			t.Fatalf("%d %s", code, raw)
 		}
@@ -287,18 +287,18 @@ func TestQueueAndInterrupt(t *testing.T) {
 		Pending []executor.QueueItem `json:"queue_pending"`
 	}
 	e.do(t, "GET", "/api/queue", "", nil, &q)
-	if len(q.Running) != 1 || q.Running[0].PromptID != "slow" || len(q.Pending) != 2 || q.Pending[0].PromptID != "p2" || q.Pending[1].Number != 2 {
+	if len(q.Running) != 1 || q.Running[0].PromptID != "00000000-0000-4000-8000-00000000000a" || len(q.Pending) != 2 || q.Pending[0].PromptID != "00000000-0000-4000-8000-000000000002" || q.Pending[1].Number != 2 {
 		t.Fatalf("queue %+v", q)
 	}
 	e.do(t, "GET", "/prompt", "", nil, &p)
 	if p["exec_info"].(obj)["queue_remaining"] != float64(3) {
 		t.Errorf("queue_remaining %v", p)
 	}
-	if code, _ := e.postJSON(t, "/queue", `{"delete": ["p2"]}`, nil); code != 200 {
+	if code, _ := e.postJSON(t, "/queue", `{"delete": ["00000000-0000-4000-8000-000000000002"]}`, nil); code != 200 {
 		t.Errorf("POST /queue delete: %d", code)
 	}
 	e.do(t, "GET", "/queue", "", nil, &q)
-	if len(q.Pending) != 1 || q.Pending[0].PromptID != "p3" {
+	if len(q.Pending) != 1 || q.Pending[0].PromptID != "00000000-0000-4000-8000-000000000003" {
 		t.Errorf("after delete: %+v", q.Pending)
 	}
 	if code, _ := e.postJSON(t, "/queue", `{"clear": true}`, nil); code != 200 {
@@ -308,7 +308,7 @@ func TestQueueAndInterrupt(t *testing.T) {
 	if len(q.Pending) != 0 || len(q.Running) != 1 {
 		t.Errorf("after clear: %+v", q)
 	}
-	if code, raw := e.postJSON(t, "/queue", `{"delete": "p3"}`, nil); code != 400 {
+	if code, raw := e.postJSON(t, "/queue", `{"delete": "00000000-0000-4000-8000-000000000003"}`, nil); code != 400 {
 		t.Errorf("bad delete: %d %s", code, raw)
 	}
 	// An interrupt for another prompt leaves the running one alone.
@@ -323,7 +323,7 @@ func TestQueueAndInterrupt(t *testing.T) {
 	if code, _ := e.do(t, "POST", "/api/interrupt", "", nil, nil); code != 200 {
 		t.Errorf("POST /interrupt: %d", code)
 	}
-	entry, err := e.exec.Wait(context.Background(), "slow")
+	entry, err := e.exec.Wait(context.Background(), "00000000-0000-4000-8000-00000000000a")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,59 @@
+package api_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/nodecast/nodecast/host/api"
+	"github.com/nodecast/nodecast/host/executor"
+)
+
+// TestPromptIDRuleAndCreateTime: a prompt_id that is not a canonical UUID
+// is refused with 400 invalid_prompt_id; an accepted prompt's extra_data
+// gets create_time, int(time.time() * 1000) as server.py
+// PromptServer.post_prompt sets it; the Comfy-Usage-Source header is
+// accepted.
+func TestPromptIDRuleAndCreateTime(t *testing.T) {
+	e := newEnv(t, api.Options{}, executor.Options{})
+	for _, id := range []string{"abc", "12345", "6F9619FF-8B86-D011-B42D-00C04FC964FF", "{6f9619ff-8b86-d011-b42d-00c04fc964ff}", "6f9619ff8b86d011b42d00c04fc964ff"} {
+		body, _ := json.Marshal(map[string]any{"prompt": json.RawMessage(sendPrompt), "prompt_id": id})
+		var ans struct {
+			Error struct {
+				Type    string `json:"type"`
+				Details string `json:"details"`
+			} `json:"error"`
+			NodeErrors map[string]any `json:"node_errors"`
+		}
+		code, raw := e.postJSON(t, "/prompt", string(body), &ans)
+		if code != http.StatusBadRequest || ans.Error.Type != "invalid_prompt_id" || ans.Error.Details != id || ans.NodeErrors == nil {
+			t.Errorf("prompt_id %q: %d %s, want 400 invalid_prompt_id naming it", id, code, raw)
+		}
+	}
+	const id = "6f9619ff-8b86-d011-b42d-00c04fc964ff"
+	req, _ := http.NewRequest("POST", e.srv.URL+"/prompt", strings.NewReader(`{"prompt": `+sendPrompt+`, "prompt_id": "`+id+`", "extra_data": {"k": 1}}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Comfy-Usage-Source", "test-client")
+	resp, err := e.srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var acc executor.Accepted
+	_ = json.NewDecoder(resp.Body).Decode(&acc)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || acc.PromptID != id {
+		t.Fatalf("canonical prompt_id with Comfy-Usage-Source: %d %+v", resp.StatusCode, acc)
+	}
+	entry, err := e.exec.Wait(t.Context(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ct, ok := entry.Prompt.ExtraData["create_time"]
+	if !ok {
+		t.Fatalf("extra_data %v has no create_time", entry.Prompt.ExtraData)
+	}
+	if n, ok := ct.(int64); !ok || n < 1_600_000_000_000 {
+		t.Errorf("create_time %v (%T), want milliseconds since the epoch", ct, ct)
+	}
+}
