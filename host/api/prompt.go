@@ -167,6 +167,12 @@ func (s *server) postPrompt(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if raw, has := fields["partial_execution_targets"]; has && !isNull(raw) {
+		if err := json.Unmarshal(raw, &req.Targets); err != nil || req.Targets == nil {
+			bad("partial_execution_targets", "a list of node ids")
+			return
+		}
+	}
 	if raw, has := fields["front"]; has && !isNull(raw) {
 		if err := json.Unmarshal(raw, &req.Front); err != nil {
 			bad("front", "true or false")

@@ -57,3 +57,40 @@ func TestPromptIDRuleAndCreateTime(t *testing.T) {
 		t.Errorf("create_time %v (%T), want milliseconds since the epoch", ct, ct)
 	}
 }
+
+// TestPartialExecutionTargets: with partial_execution_targets only the
+// output nodes listed run, with what they need (execution.py
+// validate_prompt's partial_execution_list; server.py post_prompt reads
+// the field); a list naming no output node leaves nothing to run
+// (prompt_no_outputs, as validate_prompt answers).
+func TestPartialExecutionTargets(t *testing.T) {
+	e := newEnv(t, api.Options{}, executor.Options{})
+	prompt := `{"1": {"class_type": "EmptyImage", "inputs": {}},
+	  "2": {"class_type": "SendImageOnWebSocket", "inputs": {"images": ["1", 0], "event": "x"}},
+	  "3": {"class_type": "FailingNode", "inputs": {"images": ["1", 0]}}}`
+	var acc executor.Accepted
+	if code, raw := e.postJSON(t, "/prompt", `{"prompt": `+prompt+`, "partial_execution_targets": ["2"]}`, &acc); code != 200 {
+		t.Fatalf("%d %s", code, raw)
+	}
+	entry, err := e.exec.Wait(t.Context(), acc.PromptID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !entry.Status.Completed || strings.Join(entry.Prompt.OutputsToExecute, ",") != "2" {
+		t.Errorf("completed %v, outputs_to_execute %v; want a success running output 2 only", entry.Status.Completed, entry.Prompt.OutputsToExecute)
+	}
+	for _, c := range e.runner.Calls() {
+		if c.NodeID == "3" {
+			t.Errorf("node 3 ran though it is not a target")
+		}
+	}
+	var ans struct {
+		Error struct{ Type string } `json:"error"`
+	}
+	if code, raw := e.postJSON(t, "/prompt", `{"prompt": `+prompt+`, "partial_execution_targets": ["1"]}`, &ans); code != 400 || ans.Error.Type != executor.TypePromptNoOutputs {
+		t.Errorf("targets naming no output node: %d %s, want 400 prompt_no_outputs", code, raw)
+	}
+	if code, raw := e.postJSON(t, "/prompt", `{"prompt": `+prompt+`, "partial_execution_targets": "2"}`, nil); code != 400 {
+		t.Errorf("targets not a list: %d %s, want 400", code, raw)
+	}
+}

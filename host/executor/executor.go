@@ -96,6 +96,9 @@ type Request struct {
 	PromptID  string         // "" = a new UUID
 	ExtraData map[string]any
 	Front     bool // queue before the pending prompts (ComfyUI's "front")
+	// Targets are ComfyUI's partial_execution_targets: nil = every output
+	// node runs; otherwise only the output nodes listed, and what they need.
+	Targets []string
 
 	number int64 // SubmitLocal: the number the cluster gave it (0 = none)
 	local  bool  // SubmitLocal: queue here even with a Cluster
@@ -254,7 +257,7 @@ func (e *Executor) Submit(ctx context.Context, req Request) (Accepted, *Validati
 	if ci, ok := e.opts.Cluster.(ClusterInputs); ok {
 		ci.FetchInputs(ctx, prompt)
 	}
-	p, verr := e.validate(prompt, wf)
+	p, verr := e.validate(prompt, wf, req.Targets)
 	if verr != nil {
 		return Accepted{}, verr
 	}
