@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"math"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nodecast/nodecast/host/executor"
@@ -172,6 +174,26 @@ func (s *server) postPrompt(w http.ResponseWriter, r *http.Request) {
 			bad("partial_execution_targets", "a list of node ids")
 			return
 		}
+	}
+	// server.py post_prompt: float(json_data["number"]); a string holding
+	// a number is taken too, as float() takes it.
+	if raw, has := fields["number"]; has && !isNull(raw) {
+		var v any
+		var f float64
+		err := decodeNumbers(raw, &v)
+		switch n := v.(type) {
+		case json.Number:
+			f, err = n.Float64()
+		case string:
+			f, err = strconv.ParseFloat(strings.TrimSpace(n), 64)
+		default:
+			err = errors.New("not a number")
+		}
+		if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+			bad("number", "a finite number (the prompt's place in the queue, lowest first)")
+			return
+		}
+		req.Number = &f
 	}
 	if raw, has := fields["front"]; has && !isNull(raw) {
 		if err := json.Unmarshal(raw, &req.Front); err != nil {

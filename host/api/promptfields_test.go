@@ -94,3 +94,48 @@ func TestPartialExecutionTargets(t *testing.T) {
 		t.Errorf("targets not a list: %d %s, want 400", code, raw)
 	}
 }
+
+// TestNumberReordersQueue: "number" places a prompt in the queue, lowest
+// first, and answers as given (server.py post_prompt:
+// number = float(json_data["number"]), queued on PromptQueue's heap);
+// "front" without a number goes before the others.
+func TestNumberReordersQueue(t *testing.T) {
+	e := newEnv(t, api.Options{}, executor.Options{})
+	var slow executor.Accepted
+	if code, raw := e.postJSON(t, "/prompt", `{"prompt": {"1": {"class_type": "SlowNode", "inputs": {}}}}`, &slow); code != 200 {
+		t.Fatalf("%d %s", code, raw)
+	}
+	<-e.runner.Started
+	ids := map[string]string{}
+	for _, tc := range []struct{ name, extra string }{
+		{"plain", ``}, {"n2.5", `, "number": 2.5`}, {"n0.5", `, "number": "0.5"`}, {"front", `, "front": true`},
+	} {
+		var acc struct {
+			PromptID string  `json:"prompt_id"`
+			Number   float64 `json:"number"`
+		}
+		if code, raw := e.postJSON(t, "/prompt", `{"prompt": `+sendPrompt+tc.extra+`}`, &acc); code != 200 {
+			t.Fatalf("%s: %d %s", tc.name, code, raw)
+		}
+		ids[acc.PromptID] = tc.name
+		if tc.name == "n2.5" && acc.Number != 2.5 {
+			t.Errorf("answer's number %v, want 2.5 as given", acc.Number)
+		}
+	}
+	if code, raw := e.postJSON(t, "/prompt", `{"prompt": `+sendPrompt+`, "number": "soon"}`, nil); code != 400 {
+		t.Errorf("number \"soon\": %d %s, want 400", code, raw)
+	}
+	var q struct {
+		Pending []executor.QueueItem `json:"queue_pending"`
+	}
+	e.do(t, "GET", "/queue", "", nil, &q)
+	var order []string
+	for _, it := range q.Pending {
+		order = append(order, ids[it.PromptID])
+	}
+	// plain got number 1 (the slow prompt took 0), front a negative one.
+	if got := strings.Join(order, " "); got != "front n0.5 plain n2.5" {
+		t.Errorf("pending order %q, want \"front n0.5 plain n2.5\"", got)
+	}
+	e.exec.Interrupt("")
+}

@@ -64,7 +64,7 @@ func (n *Node) Enqueue(ctx context.Context, req executor.Request, item executor.
 		return 0, fmt.Errorf("prompt_id %q is already in the cluster queue", req.PromptID)
 	}
 	n.accepted.Add(1)
-	item.Number = int64(ack.Sequence)
+	item.Number = float64(ack.Sequence)
 	n.putQueue(queueRec{Seq: ack.Sequence, Item: item}, true)
 	return int64(ack.Sequence), nil
 }
@@ -213,7 +213,7 @@ func (n *Node) runOne(ctx context.Context, m jetstream.Msg, exec *executor.Execu
 	rec, ok := n.queue[kvKey(j.PromptID)] // as the accepting host recorded it
 	n.mu.Unlock()
 	if !ok {
-		rec.Item = executor.QueueItem{Number: int64(md.Sequence.Stream), PromptID: j.PromptID, ExtraData: j.ExtraData}
+		rec.Item = executor.QueueItem{Number: float64(md.Sequence.Stream), PromptID: j.PromptID, ExtraData: j.ExtraData}
 	}
 	rec.Seq, rec.Running, rec.Host = md.Sequence.Stream, true, n.opts.Name
 	n.putQueue(rec, false)

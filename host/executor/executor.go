@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -99,6 +100,10 @@ type Request struct {
 	// Targets are ComfyUI's partial_execution_targets: nil = every output
 	// node runs; otherwise only the output nodes listed, and what they need.
 	Targets []string
+	// Number is ComfyUI's "number", the prompt's place in the queue (lowest
+	// first; equal numbers keep their arrival order). nil = after the
+	// others, or first with Front. A cluster orders by its own count.
+	Number *float64
 
 	number int64 // SubmitLocal: the number the cluster gave it (0 = none)
 	local  bool  // SubmitLocal: queue here even with a Cluster
@@ -108,7 +113,7 @@ type Request struct {
 // validation and will not run, when others passed.
 type Accepted struct {
 	PromptID   string               `json:"prompt_id"`
-	Number     int64                `json:"number"`
+	Number     float64              `json:"number"`
 	NodeErrors map[string]NodeError `json:"node_errors"`
 }
 
@@ -290,14 +295,16 @@ func (e *Executor) Submit(ctx context.Context, req Request) (Accepted, *Validati
 	if _, dup := e.jobs[promptID]; dup {
 		return Accepted{}, NewValidationError(TypeDuplicatePromptID, fmt.Sprintf("A queued or running prompt already has prompt_id %q", promptID), promptID)
 	}
-	var number int64
+	var number float64
 	if req.number != 0 {
-		number = req.number
+		number = float64(req.number)
+	} else if req.Number != nil {
+		number = *req.Number
 	} else if req.Front {
 		e.front--
-		number = e.front
+		number = float64(e.front)
 	} else {
-		number = e.number
+		number = float64(e.number)
 		e.number++
 	}
 	j := &job{
@@ -309,11 +316,15 @@ func (e *Executor) Submit(ctx context.Context, req Request) (Accepted, *Validati
 		done:     make(chan struct{}),
 		secrets:  secrets,
 	}
-	if req.Front {
-		e.pending = append([]*job{j}, e.pending...)
-	} else {
-		e.pending = append(e.pending, j)
+	// In number order, as ComfyUI's heap; after the equal ones.
+	at := len(e.pending)
+	for i, o := range e.pending {
+		if o.item.Number > number {
+			at = i
+			break
+		}
 	}
+	e.pending = slices.Insert(e.pending, at, j)
 	e.jobs[promptID] = j
 	e.sendStatusLocked()
 	e.cond.Signal()

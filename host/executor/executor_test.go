@@ -358,7 +358,7 @@ func TestFailureThenNextPromptRuns(t *testing.T) {
 		t.Fatal(verr)
 	}
 	if good.Number != bad.Number+1 {
-		t.Errorf("numbers %d then %d", bad.Number, good.Number)
+		t.Errorf("numbers %v then %v", bad.Number, good.Number)
 	}
 	badEntry, err := e.Wait(ctx, bad.PromptID)
 	if err != nil {
@@ -504,7 +504,7 @@ func TestQueue(t *testing.T) {
 	c := submit(executor.Request{Prompt: parsePrompt(t, sendPrompt), PromptID: "C"})
 	d := submit(executor.Request{Prompt: parsePrompt(t, sendPrompt), PromptID: "D", Front: true})
 	if a.Number != 0 || b.Number != 1 || c.Number != 2 || d.Number != -1 {
-		t.Errorf("numbers %d %d %d %d", a.Number, b.Number, c.Number, d.Number)
+		t.Errorf("numbers %v %v %v %v", a.Number, b.Number, c.Number, d.Number)
 	}
 	if _, verr := e.Submit(ctx, executor.Request{Prompt: parsePrompt(t, sendPrompt), PromptID: "A"}); verr == nil || verr.Detail.Type != executor.TypeDuplicatePromptID {
 		t.Errorf("duplicate prompt id: %v", verr)
