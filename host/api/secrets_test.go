@@ -60,6 +60,8 @@ func TestSecretsNeverShown(t *testing.T) {
 		t.Fatalf("/queue does not show the prompt's extra_data, so the check below proves nothing: %s", queue)
 	}
 	grab("GET", "/api/queue", "")
+	grab("GET", "/api/jobs", "")
+	grab("GET", "/api/jobs/"+acc.PromptID, "")
 	grab("POST", "/interrupt", "")
 	if _, err := e.exec.Wait(context.Background(), acc.PromptID); err != nil {
 		t.Fatal(err)
@@ -87,6 +89,8 @@ func TestSecretsNeverShown(t *testing.T) {
 	grab("GET", "/history", "")
 	grab("GET", "/history/"+acc.PromptID, "")
 	grab("GET", "/api/history?max_items=10", "")
+	grab("GET", "/api/jobs", "")
+	grab("GET", "/api/jobs/"+acc.PromptID, "")
 	grab("GET", "/queue", "")
 	for _, m := range b.Messages() {
 		bs, _ := json.Marshal(m.Data)
