@@ -586,7 +586,7 @@ func TestFeaturesStatsAndWS(t *testing.T) {
 			t.Errorf("system_stats.system lacks %s", k)
 		}
 	}
-	if sys["comfyui_version"] != "nodecast 1.2.3" || sys["embedded_python"] != false || !reflect.DeepEqual(st["devices"], []any{}) {
+	if sys["comfyui_version"] != "nodecast 1.2.3" || sys["embedded_python"] != false || !cpuDevice(st["devices"], sys["ram_total"]) {
 		t.Errorf("system_stats %v", st)
 	}
 	if _, err := os.Stat("/proc/meminfo"); err == nil && sys["ram_total"].(float64) <= 0 {
@@ -681,4 +681,21 @@ func TestOriginCheck(t *testing.T) {
 			}
 		})
 	}
+}
+
+// cpuDevice reports whether devices is ComfyUI's one CPU entry (server.py
+// system_stats: name, type, index, vram_total, vram_free, torch_vram_total,
+// torch_vram_free), sized by the machine's RAM.
+func cpuDevice(devices, ramTotal any) bool {
+	list, ok := devices.([]any)
+	if !ok || len(list) != 1 {
+		return false
+	}
+	d, ok := list[0].(map[string]any)
+	if !ok || len(d) != 7 || d["name"] != "cpu" || d["type"] != "cpu" || d["index"] != nil {
+		return false
+	}
+	_, hasFree := d["vram_free"].(float64)
+	_, hasTorchFree := d["torch_vram_free"].(float64)
+	return d["vram_total"] == ramTotal && d["torch_vram_total"] == ramTotal && hasFree && hasTorchFree
 }
