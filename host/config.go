@@ -41,5 +41,6 @@ func ConfigOptions(cfg *config.Config) Options {
 		BreakerWindow:     cfg.Limits.BreakerWindow,
 		BreakerCooldown:   cfg.Limits.BreakerCooldown,
 		CacheBytes:        cfg.Cache.CacheBytes(),
+		SensitiveKeys:     cfg.SensitiveExtraDataKeys,
 	}
 }

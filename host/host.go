@@ -92,6 +92,9 @@ type Options struct {
 	// cache (an embedding program opts in; nodecast serve's config turns it
 	// on). POST /free empties it.
 	CacheBytes int64
+	// SensitiveKeys are extra_data keys kept secret besides ComfyUI's two
+	// (executor.DefaultSensitiveKeys).
+	SensitiveKeys []string
 
 	// Cluster, when set, joins the hosts that share a NATS JetStream
 	// (host/cluster): prompts go through its work queue and every
@@ -243,6 +246,7 @@ func New(ctx context.Context, opts Options) (*Host, error) {
 		HistoryValueBytes: opts.HistoryValueBytes,
 		PromptTensorBytes: opts.PromptTensorBytes,
 		CacheBytes:        opts.CacheBytes,
+		SensitiveKeys:     opts.SensitiveKeys,
 	})
 	if err != nil {
 		sup.Close()

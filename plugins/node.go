@@ -125,5 +125,23 @@ const (
 	TypeExtraPNGInfo = "EXTRA_PNGINFO"
 )
 
+// Hidden input types for the request's secrets, the extra_data keys ComfyUI
+// strips before it shows a prompt (execution.py SENSITIVE_EXTRA_DATA_KEYS)
+// and hands to nodes as the hidden inputs "auth_token_comfy_org" and
+// "api_key_comfy_org". TypeSecret gets the secret named by the input's own
+// Name (any key the host's config adds to the list). A node gets the string,
+// or nil when the request had none; the host never shows or logs it.
+const (
+	TypeAuthTokenComfyOrg = "AUTH_TOKEN_COMFY_ORG"
+	TypeAPIKeyComfyOrg    = "API_KEY_COMFY_ORG"
+	TypeSecret            = "SECRET"
+)
+
 // IsHidden reports whether the host fills in input in (see TypePrompt).
-func IsHidden(in Input) bool { return in.Type == TypePrompt || in.Type == TypeExtraPNGInfo }
+func IsHidden(in Input) bool {
+	switch in.Type {
+	case TypePrompt, TypeExtraPNGInfo, TypeAuthTokenComfyOrg, TypeAPIKeyComfyOrg, TypeSecret:
+		return true
+	}
+	return false
+}

@@ -94,6 +94,33 @@ type ProgressData struct {
 	Node     string `json:"node"`
 }
 
+// Node states of "progress_state" (ComfyUI's comfy_execution/progress.py
+// NodeState; pending nodes are never sent).
+const (
+	NodeStateRunning  = "running"
+	NodeStateFinished = "finished"
+	NodeStateError    = "error"
+)
+
+// ProgressStateData is the data of "progress_state": every node of the
+// prompt that has started, by node id.
+type ProgressStateData struct {
+	PromptID string                       `json:"prompt_id"`
+	Nodes    map[string]NodeProgressState `json:"nodes"`
+}
+
+// NodeProgressState is one node's entry in "progress_state".
+type NodeProgressState struct {
+	Value         float64 `json:"value"`
+	Max           float64 `json:"max"`
+	State         string  `json:"state"`
+	NodeID        string  `json:"node_id"`
+	PromptID      string  `json:"prompt_id"`
+	DisplayNodeID string  `json:"display_node_id"`
+	ParentNodeID  *string `json:"parent_node_id"` // nil: nodecast has no subgraph expansion
+	RealNodeID    string  `json:"real_node_id"`
+}
+
 // ExecutedData is the data of "executed".
 type ExecutedData struct {
 	Node        string         `json:"node"`
@@ -112,7 +139,7 @@ type ExecutionErrorData struct {
 	ExceptionType    string         `json:"exception_type"`
 	Traceback        []string       `json:"traceback"`
 	CurrentInputs    map[string]any `json:"current_inputs"`
-	CurrentOutputs   map[string]any `json:"current_outputs"`
+	CurrentOutputs   []string       `json:"current_outputs"` // ids of the nodes whose outputs the cache held when the prompt started
 	Timestamp        int64          `json:"timestamp"`
 }
 

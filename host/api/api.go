@@ -169,6 +169,10 @@ func New(opts Options) http.Handler {
 	route("GET", "/features", body, s.getFeatures)
 	route("GET", "/system_stats", body, s.getSystemStats)
 	route("GET", "/ws", 0, s.ws)
+	route("GET", "/jobs", body, s.getJobs) // jobs.go
+	route("GET", "/jobs/{job_id}", body, s.getJob)
+	route("POST", "/jobs/cancel", body, s.postCancelJobs)
+	route("POST", "/jobs/{job_id}/cancel", body, s.postCancelJob)
 	s.webRoutes(mux) // the live page and the browser client (web.go)
 	if opts.Metrics != nil {
 		var metrics http.Handler = opts.Metrics

@@ -272,12 +272,12 @@ func TestQueueAndInterrupt(t *testing.T) {
 	if !reflect.DeepEqual(p, obj{"exec_info": obj{"queue_remaining": float64(0)}}) {
 		t.Errorf("GET /prompt %v", p)
 	}
-	slow := `{"prompt": {"1": {"class_type": "SlowNode", "inputs": {}}}, "prompt_id": "slow"}`
+	slow := `{"prompt": {"1": {"class_type": "SlowNode", "inputs": {}}}, "prompt_id": "00000000-0000-4000-8000-00000000000a"}` // ComfyUI's prompt_id rule: a canonical UUID
 	if code, raw := e.postJSON(t, "/prompt", slow, nil); code != 200 {
 		t.Fatalf("%d %s", code, raw)
 	}
 	<-e.runner.Started
-	for _, id := range []string{"p2", "p3"} {
+	for _, id := range []string{"00000000-0000-4000-8000-000000000002", "00000000-0000-4000-8000-000000000003"} {
 		if code, raw := e.postJSON(t, "/prompt", `{"prompt": `+sendPrompt+`, "prompt_id": "`+id+`"}`, nil); code != 200 {
 			t.Fatalf("%d %s", code, raw)
 		}
@@ -287,18 +287,18 @@ func TestQueueAndInterrupt(t *testing.T) {
 		Pending []executor.QueueItem `json:"queue_pending"`
 	}
 	e.do(t, "GET", "/api/queue", "", nil, &q)
-	if len(q.Running) != 1 || q.Running[0].PromptID != "slow" || len(q.Pending) != 2 || q.Pending[0].PromptID != "p2" || q.Pending[1].Number != 2 {
+	if len(q.Running) != 1 || q.Running[0].PromptID != "00000000-0000-4000-8000-00000000000a" || len(q.Pending) != 2 || q.Pending[0].PromptID != "00000000-0000-4000-8000-000000000002" || q.Pending[1].Number != 2 {
 		t.Fatalf("queue %+v", q)
 	}
 	e.do(t, "GET", "/prompt", "", nil, &p)
 	if p["exec_info"].(obj)["queue_remaining"] != float64(3) {
 		t.Errorf("queue_remaining %v", p)
 	}
-	if code, _ := e.postJSON(t, "/queue", `{"delete": ["p2"]}`, nil); code != 200 {
+	if code, _ := e.postJSON(t, "/queue", `{"delete": ["00000000-0000-4000-8000-000000000002"]}`, nil); code != 200 {
 		t.Errorf("POST /queue delete: %d", code)
 	}
 	e.do(t, "GET", "/queue", "", nil, &q)
-	if len(q.Pending) != 1 || q.Pending[0].PromptID != "p3" {
+	if len(q.Pending) != 1 || q.Pending[0].PromptID != "00000000-0000-4000-8000-000000000003" {
 		t.Errorf("after delete: %+v", q.Pending)
 	}
 	if code, _ := e.postJSON(t, "/queue", `{"clear": true}`, nil); code != 200 {
@@ -308,7 +308,7 @@ func TestQueueAndInterrupt(t *testing.T) {
 	if len(q.Pending) != 0 || len(q.Running) != 1 {
 		t.Errorf("after clear: %+v", q)
 	}
-	if code, raw := e.postJSON(t, "/queue", `{"delete": "p3"}`, nil); code != 400 {
+	if code, raw := e.postJSON(t, "/queue", `{"delete": "00000000-0000-4000-8000-000000000003"}`, nil); code != 400 {
 		t.Errorf("bad delete: %d %s", code, raw)
 	}
 	// An interrupt for another prompt leaves the running one alone.
@@ -323,7 +323,7 @@ func TestQueueAndInterrupt(t *testing.T) {
 	if code, _ := e.do(t, "POST", "/api/interrupt", "", nil, nil); code != 200 {
 		t.Errorf("POST /interrupt: %d", code)
 	}
-	entry, err := e.exec.Wait(context.Background(), "slow")
+	entry, err := e.exec.Wait(context.Background(), "00000000-0000-4000-8000-00000000000a")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -586,7 +586,7 @@ func TestFeaturesStatsAndWS(t *testing.T) {
 			t.Errorf("system_stats.system lacks %s", k)
 		}
 	}
-	if sys["comfyui_version"] != "nodecast 1.2.3" || sys["embedded_python"] != false || !reflect.DeepEqual(st["devices"], []any{}) {
+	if sys["comfyui_version"] != "nodecast 1.2.3" || sys["embedded_python"] != false || !cpuDevice(st["devices"], sys["ram_total"]) {
 		t.Errorf("system_stats %v", st)
 	}
 	if _, err := os.Stat("/proc/meminfo"); err == nil && sys["ram_total"].(float64) <= 0 {
@@ -681,4 +681,21 @@ func TestOriginCheck(t *testing.T) {
 			}
 		})
 	}
+}
+
+// cpuDevice reports whether devices is ComfyUI's one CPU entry (server.py
+// system_stats: name, type, index, vram_total, vram_free, torch_vram_total,
+// torch_vram_free), sized by the machine's RAM.
+func cpuDevice(devices, ramTotal any) bool {
+	list, ok := devices.([]any)
+	if !ok || len(list) != 1 {
+		return false
+	}
+	d, ok := list[0].(map[string]any)
+	if !ok || len(d) != 7 || d["name"] != "cpu" || d["type"] != "cpu" || d["index"] != nil {
+		return false
+	}
+	_, hasFree := d["vram_free"].(float64)
+	_, hasTorchFree := d["torch_vram_free"].(float64)
+	return d["vram_total"] == ramTotal && d["torch_vram_total"] == ramTotal && hasFree && hasTorchFree
 }

@@ -7,8 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"strconv"
+	"strings"
+	"time"
 
 	"github.com/nodecast/nodecast/host/executor"
 	"github.com/nodecast/nodecast/protocol"
@@ -154,6 +157,11 @@ func (s *server) postPrompt(w http.ResponseWriter, r *http.Request) {
 			bad("prompt_id", "a string")
 			return
 		}
+		if !isCanonicalUUID(req.PromptID) {
+			writeError(w, http.StatusBadRequest, typeInvalidPromptID,
+				"prompt_id must be a UUID in canonical form (8-4-4-4-12 lowercase hex digits)", req.PromptID)
+			return
+		}
 	}
 	if raw, has := fields["extra_data"]; has && !isNull(raw) {
 		if err := decodeNumbers(raw, &req.ExtraData); err != nil || req.ExtraData == nil {
@@ -161,12 +169,46 @@ func (s *server) postPrompt(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if raw, has := fields["partial_execution_targets"]; has && !isNull(raw) {
+		if err := json.Unmarshal(raw, &req.Targets); err != nil || req.Targets == nil {
+			bad("partial_execution_targets", "a list of node ids")
+			return
+		}
+	}
+	// server.py post_prompt: float(json_data["number"]); a string holding
+	// a number is taken too, as float() takes it.
+	if raw, has := fields["number"]; has && !isNull(raw) {
+		var v any
+		var f float64
+		err := decodeNumbers(raw, &v)
+		switch n := v.(type) {
+		case json.Number:
+			f, err = n.Float64()
+		case string:
+			f, err = strconv.ParseFloat(strings.TrimSpace(n), 64)
+		default:
+			err = errors.New("not a number")
+		}
+		if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+			bad("number", "a finite number (the prompt's place in the queue, lowest first)")
+			return
+		}
+		req.Number = &f
+	}
 	if raw, has := fields["front"]; has && !isNull(raw) {
 		if err := json.Unmarshal(raw, &req.Front); err != nil {
 			bad("front", "true or false")
 			return
 		}
 	}
+	// server.py post_prompt: extra_data.create_time, the time the prompt
+	// was accepted, in milliseconds since the epoch.
+	if req.ExtraData == nil {
+		req.ExtraData = map[string]any{}
+	}
+	req.ExtraData["create_time"] = time.Now().UnixMilli()
+	// The Comfy-Usage-Source header (which client sent the prompt) is
+	// accepted and not used: it names no behaviour of the server.
 	acc, verr := s.opts.Executor.Submit(r.Context(), req)
 	if verr != nil {
 		status := http.StatusBadRequest
@@ -331,4 +373,29 @@ func (s *server) postHistory(w http.ResponseWriter, r *http.Request) {
 		s.opts.Executor.DeleteHistory(ids...)
 	}
 	w.WriteHeader(http.StatusOK)
+}
+
+// typeInvalidPromptID refuses a prompt_id that is not a canonical UUID.
+const typeInvalidPromptID = "invalid_prompt_id"
+
+// isCanonicalUUID reports whether s is a UUID written as Python's
+// str(uuid.UUID(s)) writes it: 8-4-4-4-12 lowercase hex digits.
+func isCanonicalUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+				return false
+			}
+		}
+	}
+	return true
 }

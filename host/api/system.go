@@ -48,7 +48,14 @@ func (s *server) getSystemStats(w http.ResponseWriter, r *http.Request) {
 			"ram_total":       total,
 			"ram_free":        free,
 		},
-		"devices": []any{},
+		// server.py system_stats with ComfyUI's CPU device
+		// (model_management: get_torch_device_name "cpu", index None, and
+		// for a CPU get_total_memory / get_free_memory are the machine's
+		// RAM total and available, torch's the same).
+		"devices": []any{map[string]any{
+			"name": "cpu", "type": "cpu", "index": nil,
+			"vram_total": total, "vram_free": free, "torch_vram_total": total, "torch_vram_free": free,
+		}},
 		"plugins": s.plugins(),
 	})
 }

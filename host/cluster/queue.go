@@ -25,6 +25,8 @@ type job struct {
 	// Body names the object in PromptBodyBucket that holds this job
 	// whole, when it is over max_payload.
 	Body string `json:"body,omitempty"`
+	// Targets are the prompt's partial_execution_targets (nil = all).
+	Targets []string `json:"partial_execution_targets,omitempty"`
 }
 
 var _ executor.Cluster = (*Node)(nil)
@@ -36,7 +38,7 @@ func (n *Node) Enqueue(ctx context.Context, req executor.Request, item executor.
 	if err := n.Connected(); err != nil {
 		return 0, err
 	}
-	data, err := json.Marshal(job{Prompt: req.Prompt, Workflow: req.Workflow, ClientID: req.ClientID, PromptID: req.PromptID, ExtraData: req.ExtraData})
+	data, err := json.Marshal(job{Prompt: req.Prompt, Workflow: req.Workflow, ClientID: req.ClientID, PromptID: req.PromptID, ExtraData: req.ExtraData, Targets: req.Targets})
 	if err != nil {
 		return 0, err
 	}
@@ -62,7 +64,7 @@ func (n *Node) Enqueue(ctx context.Context, req executor.Request, item executor.
 		return 0, fmt.Errorf("prompt_id %q is already in the cluster queue", req.PromptID)
 	}
 	n.accepted.Add(1)
-	item.Number = int64(ack.Sequence)
+	item.Number = float64(ack.Sequence)
 	n.putQueue(queueRec{Seq: ack.Sequence, Item: item}, true)
 	return int64(ack.Sequence), nil
 }
@@ -192,7 +194,7 @@ func (n *Node) runOne(ctx context.Context, m jetstream.Msg, exec *executor.Execu
 		}
 	}()
 	_, verr := exec.SubmitLocal(ctx, executor.Request{Prompt: j.Prompt, Workflow: j.Workflow, ClientID: j.ClientID,
-		PromptID: j.PromptID, ExtraData: j.ExtraData}, int64(md.Sequence.Stream))
+		PromptID: j.PromptID, ExtraData: j.ExtraData, Targets: j.Targets}, int64(md.Sequence.Stream))
 	if verr != nil {
 		if verr.Detail.Type == executor.TypeDuplicatePromptID {
 			return // still running here: that run acks it
@@ -211,7 +213,7 @@ func (n *Node) runOne(ctx context.Context, m jetstream.Msg, exec *executor.Execu
 	rec, ok := n.queue[kvKey(j.PromptID)] // as the accepting host recorded it
 	n.mu.Unlock()
 	if !ok {
-		rec.Item = executor.QueueItem{Number: int64(md.Sequence.Stream), PromptID: j.PromptID, ExtraData: j.ExtraData}
+		rec.Item = executor.QueueItem{Number: float64(md.Sequence.Stream), PromptID: j.PromptID, ExtraData: j.ExtraData}
 	}
 	rec.Seq, rec.Running, rec.Host = md.Sequence.Stream, true, n.opts.Name
 	n.putQueue(rec, false)

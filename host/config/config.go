@@ -74,6 +74,11 @@ type Config struct {
 	// 0 = DefaultCacheBytes under nodecast serve. `--cache-none` turns it off.
 	Cache   Cache
 	Cluster Cluster // the NATS JetStream cluster to join; zero = one host alone
+
+	// SensitiveExtraDataKeys (sensitive_extra_data_keys) are extra_data keys
+	// kept secret besides ComfyUI's auth_token_comfy_org and
+	// api_key_comfy_org: nodes get them, nothing shows or logs them.
+	SensitiveExtraDataKeys []string
 }
 
 // Cache configures the output cache.
@@ -294,6 +299,9 @@ func Parse(name string, data []byte, baseDir string) (*Config, error) {
 					return nil
 				},
 			})
+		},
+		"sensitive_extra_data_keys": func(k string, n *yaml.Node) error {
+			return p.strings(n, k, &c.SensitiveExtraDataKeys)
 		},
 		"workflows": func(k string, n *yaml.Node) error {
 			return p.eachKey(n, k, func(name string, key string, wn *yaml.Node) error {

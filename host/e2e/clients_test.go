@@ -1,6 +1,7 @@
 package e2e_test
 
 import (
+	"encoding/json"
 	"testing"
 
 	"github.com/nodecast/nodecast/host/config"
@@ -92,8 +93,22 @@ func TestClientsReceiveOnlyTheirOwnPrompts(t *testing.T) {
 }
 
 // promptMessages returns the messages from promptID's execution_start to its
-// executing {node:null}.
+// executing {node:null}, without progress_state, whose shapes
+// host/executor's TestProgressState checks (TestPromptWithoutClientReachesEveryClient
+// checks here that it arrives over the socket).
 func promptMessages(log []received, promptID string) []received {
+	all := promptMessagesAll(log, promptID)
+	out := make([]received, 0, len(all))
+	for _, r := range all {
+		if !(r.Kind == kindJSON && r.Type == protocol.TypeProgressState) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// promptMessagesAll is promptMessages with progress_state.
+func promptMessagesAll(log []received, promptID string) []received {
 	start, end := -1, -1
 	for i, r := range log {
 		if start < 0 && isJSON(r, protocol.TypeExecutionStart, promptID) {
@@ -134,6 +149,21 @@ func TestPromptWithoutClientReachesEveryClient(t *testing.T) {
 			b64 = "to.all"
 		}
 		checkPromptOrder(t, promptMessages(log, id), promptShape{PromptID: id, Nodes: []string{"1", "2", "3"}, Images: 2, B64Event: b64, Executed: true})
+		// comfy_execution/progress.py _send_progress_state: the last one
+		// has every node finished.
+		var last protocol.ProgressStateData
+		for _, r := range promptMessagesAll(log, id) {
+			if r.Kind == kindJSON && r.Type == protocol.TypeProgressState {
+				if err := json.Unmarshal(r.Data, &last); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		for _, n := range []string{"1", "2", "3"} {
+			if st := last.Nodes[n]; st.State != protocol.NodeStateFinished || st.PromptID != id || st.NodeID != n || st.Value != st.Max {
+				t.Errorf("last progress_state's node %s: %+v, want finished", n, st)
+			}
+		}
 		checkImages(t, imagesOf(t, log, tc.shape, "to.all", id, 2), 2, p)
 	}
 }

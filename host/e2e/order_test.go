@@ -65,7 +65,7 @@ func checkPromptOrder(t *testing.T, log []received, want promptShape) {
 	t.Helper()
 	var seq []received
 	for _, r := range log {
-		if r.Kind == kindJSON && (r.Type == protocol.TypeStatus || r.Type == protocol.TypeFeatureFlags || r.Type == "e2e.marker") {
+		if r.Kind == kindJSON && (r.Type == protocol.TypeStatus || r.Type == protocol.TypeFeatureFlags || r.Type == protocol.TypeProgressState || r.Type == "e2e.marker") { // progress_state: see promptMessages
 			continue
 		}
 		seq = append(seq, r)

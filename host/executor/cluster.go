@@ -29,7 +29,7 @@ func (e *Executor) dispatch(ctx context.Context, req Request, p *plan, clientID,
 	if err != nil {
 		return Accepted{}, NewValidationError(TypeQueueClosed, "The cluster queue cannot take the prompt", err.Error())
 	}
-	return Accepted{PromptID: promptID, Number: n, NodeErrors: p.nodeErrors}, nil
+	return Accepted{PromptID: promptID, Number: float64(n), NodeErrors: p.nodeErrors}, nil
 }
 
 // SubmitLocal queues a prompt taken from the cluster's queue on this host,

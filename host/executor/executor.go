@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -83,6 +84,9 @@ type Options struct {
 	// queue and carries interrupts to every host (see Cluster); the
 	// executor then runs only the prompts handed to SubmitLocal.
 	Cluster Cluster
+	// SensitiveKeys are extra_data keys kept secret besides
+	// DefaultSensitiveKeys (see secrets.go).
+	SensitiveKeys []string
 }
 
 // Request is a prompt to queue.
@@ -93,6 +97,13 @@ type Request struct {
 	PromptID  string         // "" = a new UUID
 	ExtraData map[string]any
 	Front     bool // queue before the pending prompts (ComfyUI's "front")
+	// Targets are ComfyUI's partial_execution_targets: nil = every output
+	// node runs; otherwise only the output nodes listed, and what they need.
+	Targets []string
+	// Number is ComfyUI's "number", the prompt's place in the queue (lowest
+	// first; equal numbers keep their arrival order). nil = after the
+	// others, or first with Front. A cluster orders by its own count.
+	Number *float64
 
 	number int64 // SubmitLocal: the number the cluster gave it (0 = none)
 	local  bool  // SubmitLocal: queue here even with a Cluster
@@ -102,7 +113,7 @@ type Request struct {
 // validation and will not run, when others passed.
 type Accepted struct {
 	PromptID   string               `json:"prompt_id"`
-	Number     int64                `json:"number"`
+	Number     float64              `json:"number"`
 	NodeErrors map[string]NodeError `json:"node_errors"`
 }
 
@@ -115,6 +126,7 @@ type job struct {
 	entry    HistoryEntry  // valid after done when err == nil
 	err      error
 	cancel   context.CancelCauseFunc // set while running
+	secrets  map[string]any          // extra_data's sensitive keys, never shown (secrets.go)
 }
 
 // Executor queues and runs prompts.
@@ -250,7 +262,7 @@ func (e *Executor) Submit(ctx context.Context, req Request) (Accepted, *Validati
 	if ci, ok := e.opts.Cluster.(ClusterInputs); ok {
 		ci.FetchInputs(ctx, prompt)
 	}
-	p, verr := e.validate(prompt, wf)
+	p, verr := e.validate(prompt, wf, req.Targets)
 	if verr != nil {
 		return Accepted{}, verr
 	}
@@ -265,12 +277,14 @@ func (e *Executor) Submit(ctx context.Context, req Request) (Accepted, *Validati
 	} else if s, ok := extra["client_id"].(string); ok {
 		clientID = s
 	}
+	secrets := splitSensitive(extra, e.opts.sensitiveKeys())
 	promptID := req.PromptID
 	if promptID == "" {
 		promptID = newUUID()
 	}
 
 	if e.opts.Cluster != nil && !req.local {
+		// Secrets do not cross the cluster: its queue records are listed.
 		return e.dispatch(ctx, req, p, clientID, promptID, extra)
 	}
 	e.mu.Lock()
@@ -281,14 +295,16 @@ func (e *Executor) Submit(ctx context.Context, req Request) (Accepted, *Validati
 	if _, dup := e.jobs[promptID]; dup {
 		return Accepted{}, NewValidationError(TypeDuplicatePromptID, fmt.Sprintf("A queued or running prompt already has prompt_id %q", promptID), promptID)
 	}
-	var number int64
+	var number float64
 	if req.number != 0 {
-		number = req.number
+		number = float64(req.number)
+	} else if req.Number != nil {
+		number = *req.Number
 	} else if req.Front {
 		e.front--
-		number = e.front
+		number = float64(e.front)
 	} else {
-		number = e.number
+		number = float64(e.number)
 		e.number++
 	}
 	j := &job{
@@ -298,12 +314,17 @@ func (e *Executor) Submit(ctx context.Context, req Request) (Accepted, *Validati
 		plan:     p,
 		clientID: clientID,
 		done:     make(chan struct{}),
+		secrets:  secrets,
 	}
-	if req.Front {
-		e.pending = append([]*job{j}, e.pending...)
-	} else {
-		e.pending = append(e.pending, j)
+	// In number order, as ComfyUI's heap; after the equal ones.
+	at := len(e.pending)
+	for i, o := range e.pending {
+		if o.item.Number > number {
+			at = i
+			break
+		}
 	}
+	e.pending = slices.Insert(e.pending, at, j)
 	e.jobs[promptID] = j
 	e.sendStatusLocked()
 	e.cond.Signal()

@@ -10,7 +10,9 @@ import (
 // [number, prompt_id, prompt, extra_data, outputs_to_execute], the shape of
 // /queue entries and of a history entry's "prompt".
 type QueueItem struct {
-	Number           int64
+	// Number orders the queue, lowest first: ComfyUI's "number", a float
+	// when the request gave one, else a count (negative for "front").
+	Number           float64
 	PromptID         string
 	Prompt           map[string]any // the prompt as run: defaults and workflow settings applied
 	ExtraData        map[string]any // the request's extra_data, with client_id
@@ -43,7 +45,7 @@ func (q *QueueItem) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(raw[0], &n); err != nil {
 		return err
 	}
-	num, err := n.Int64()
+	num, err := n.Float64()
 	if err != nil {
 		return fmt.Errorf("executor: queue item number %s: %w", n, err)
 	}

@@ -36,6 +36,8 @@ type promptRun struct {
 	keys     map[string]string // cache keys by node id (cache.go)
 	cached   map[string]bool   // nodes whose outputs came from the cache
 	pinned   []*cacheEntry     // cache entries this prompt uses
+	cachedAt []string          // ids of the nodes the cache held at the start: execution_error's current_outputs
+	progress progressState     // progress_state (progress.go)
 }
 
 // run executes a prompt's nodes in order and returns its history entry.
@@ -49,7 +51,12 @@ func (e *Executor) run(ctx context.Context, j *job) HistoryEntry {
 	defer r.finishCache(ctx)
 	promptID := j.item.PromptID
 	r.add(protocol.TypeExecutionStart, protocol.ExecutionStartData{PromptID: promptID, Timestamp: nowMillis()})
-	r.add(protocol.TypeExecutionCached, protocol.ExecutionCachedData{Nodes: r.fromCache(), PromptID: promptID, Timestamp: nowMillis()})
+	r.cachedAt = r.fromCache()
+	r.add(protocol.TypeExecutionCached, protocol.ExecutionCachedData{Nodes: r.cachedAt, PromptID: promptID, Timestamp: nowMillis()})
+	for _, id := range r.cachedAt { // execution.py execute: a cached node's progress finishes at once
+		r.progress.set(id, protocol.NodeStateFinished, 1, 1)
+		r.sendProgressState()
+	}
 	ok := true
 	for _, id := range j.plan.order {
 		if r.cached[id] {
@@ -100,10 +107,14 @@ func (r *promptRun) runNode(ctx context.Context, n *node) bool {
 
 	id := n.id
 	b.SendJSON(client, protocol.TypeExecuting, protocol.ExecutingData{Node: &id, DisplayNode: &id, PromptID: promptID})
+	r.progress.set(id, protocol.NodeStateRunning, 0, 1)
+	r.sendProgressState()
 	handlers := plugins.RunHandlers{
 		Part: func(p *protocol.ImagePart) error { return b.Publish(client, p) },
 		Progress: func(value, max int) {
 			b.SendJSON(client, protocol.TypeProgress, protocol.ProgressData{Value: value, Max: max, PromptID: promptID, Node: id})
+			r.progress.set(id, protocol.NodeStateRunning, float64(value), float64(max))
+			r.sendProgressState()
 		},
 	}
 	// One tracker across this node's tries, the supervisor's and ours, so
@@ -142,6 +153,8 @@ func (r *promptRun) runNode(ctx context.Context, n *node) bool {
 	r.outputs[id] = res.Outputs
 	r.keep(n, res.Outputs)
 	r.executed = append(r.executed, id)
+	r.progress.finish(id)
+	r.sendProgressState()
 	if len(res.UI) > 0 {
 		r.ui[id] = res.UI
 		r.meta[id] = NodeMeta{NodeID: id, DisplayNode: id, RealNodeID: id}
@@ -179,6 +192,12 @@ func (r *promptRun) addHidden(n *node, inputs map[string]any) {
 			if v, ok := r.j.item.ExtraData["extra_pnginfo"]; ok {
 				inputs[in.Name] = v
 			}
+		case plugins.TypeAuthTokenComfyOrg:
+			inputs[in.Name] = r.j.secrets["auth_token_comfy_org"]
+		case plugins.TypeAPIKeyComfyOrg:
+			inputs[in.Name] = r.j.secrets["api_key_comfy_org"]
+		case plugins.TypeSecret:
+			inputs[in.Name] = r.j.secrets[in.Name]
 		}
 	}
 }
@@ -291,14 +310,17 @@ func (r *promptRun) failed(n *node, inputs map[string]any, excType, message stri
 	for k, v := range inputs {
 		current[k] = []any{formatValue(v)}
 	}
-	outs := make(map[string]any, len(r.outputs))
-	for id, vals := range r.outputs {
-		slots := make([]any, len(vals))
-		for i, v := range vals {
-			slots[i] = []any{formatValue(v)}
+	for _, in := range n.spec.Inputs { // a secret never goes into a message
+		switch in.Type {
+		case plugins.TypeAuthTokenComfyOrg, plugins.TypeAPIKeyComfyOrg, plugins.TypeSecret:
+			delete(current, in.Name)
 		}
-		outs[id] = slots
 	}
+	r.progress.fail(n.id)
+	r.sendProgressState()
+	// execution.py handle_execution_error: list(current_outputs), the ids
+	// of the nodes the output cache held when the prompt started.
+	outs := append([]string{}, r.cachedAt...)
 	r.add(protocol.TypeExecutionError, protocol.ExecutionErrorData{
 		PromptID: r.j.item.PromptID, NodeID: n.id, NodeType: n.classType,
 		Executed:         append([]string{}, r.executed...),

@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -67,7 +68,12 @@ type validator struct {
 // validate checks a prompt as ComfyUI's validate_prompt does, driven by the
 // Specs only, after applying a workflow's per-node settings and the host's
 // defaults (a node's own input > workflow entry > host default > Spec default).
-func (e *Executor) validate(prompt map[string]any, wf *Workflow) (*plan, *ValidationError) {
+//
+// targets, when not nil, are ComfyUI's partial_execution_targets: only the
+// output nodes among them run, with what they need (execution.py
+// validate_prompt: "partial_execution_list is None or x in
+// partial_execution_list").
+func (e *Executor) validate(prompt map[string]any, wf *Workflow, targets []string) (*plan, *ValidationError) {
 	if prompt == nil {
 		return nil, NewValidationError(TypeNoPrompt, "No prompt provided", "No prompt provided")
 	}
@@ -86,7 +92,7 @@ func (e *Executor) validate(prompt map[string]any, wf *Workflow) (*plan, *Valida
 			return nil, verr
 		}
 		v.nodes[id] = n
-		if n.spec.OutputNode {
+		if n.spec.OutputNode && (targets == nil || slices.Contains(targets, id)) {
 			outputs = append(outputs, id)
 		}
 	}

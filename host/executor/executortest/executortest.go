@@ -29,6 +29,11 @@ const (
 	ClassSender     = "SendImageOnWebSocket" // output node: emits two parts per image and reports progress
 	ClassFailing    = "FailingNode"          // output node: fails with a NodeFailure
 	ClassSlow       = "SlowNode"             // output node: runs until its context ends
+	// ClassSecrets is an output node that declares the secret hidden inputs
+	// (auth_token_comfy_org, api_key_comfy_org, and "custom_secret" of
+	// plugins.TypeSecret), then fails, so tests can check that the secrets
+	// reached it (Calls) and that its execution_error does not show them.
+	ClassSecrets = "SecretsNode"
 	// PackName is the pack every handle names.
 	PackName = "fake"
 )
@@ -119,6 +124,14 @@ func Specs() []plugins.Spec {
 		{
 			ClassType: ClassFailing, DisplayName: "Failing", Category: "testing", OutputNode: true,
 			Inputs: []plugins.Input{{Name: "images", Type: plugins.TypeImage}},
+		},
+		{
+			ClassType: ClassSecrets, DisplayName: "Secrets", Category: "testing", OutputNode: true,
+			Inputs: []plugins.Input{
+				{Name: "auth_token_comfy_org", Type: plugins.TypeAuthTokenComfyOrg, Optional: true},
+				{Name: "api_key_comfy_org", Type: plugins.TypeAPIKeyComfyOrg, Optional: true},
+				{Name: "custom_secret", Type: plugins.TypeSecret, Optional: true},
+			},
 		},
 		{
 			ClassType: ClassSlow, DisplayName: "Slow", Category: "testing", OutputNode: true,
@@ -273,6 +286,8 @@ func (r *Runner) Run(ctx context.Context, call supervisor.Call, h plugins.RunHan
 		return supervisor.Result{Outputs: []any{r.newTensor(img.Ref.DType, shape...)}}, nil
 	case ClassPrimitive:
 		return supervisor.Result{Outputs: []any{call.Inputs["value"]}}, nil
+	case ClassSecrets:
+		return supervisor.Result{}, &plugins.NodeFailure{ClassType: call.ClassType, ExceptionType: "PermissionError", Message: "refused"}
 	case ClassFailing:
 		return supervisor.Result{}, &plugins.NodeFailure{ClassType: call.ClassType, ExceptionType: "ValueError", Message: "boom", Traceback: []string{"  File \"fake.go\", line 1, in Run\n"}}
 	case ClassSlow:
