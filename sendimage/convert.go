@@ -93,16 +93,8 @@ func (im *Images) Pixels(i int, dst *Pixels) (*Pixels, error) {
 	if i < 0 || i >= im.Batch {
 		return nil, &protocol.LimitError{What: "image index", Value: int64(i), Limit: int64(im.Batch - 1)}
 	}
-	n := im.Height * im.Width * im.Channels
 	if im.table != nil {
-		if dst == nil {
-			dst = &Pixels{}
-		}
-		dst.W, dst.H, dst.C = im.Width, im.Height, im.Channels
-		if cap(dst.Pix) < n {
-			dst.Pix = make([]byte, n)
-		}
-		dst.Pix = dst.Pix[:n]
+		dst = im.reuse(dst)
 		for j, v := range im.t.Item(i) {
 			dst.Pix[j] = im.table[v]
 		}
@@ -111,14 +103,7 @@ func (im *Images) Pixels(i int, dst *Pixels) (*Pixels, error) {
 	if !im.float { // dst is left alone: its buffer must never become a view of the tensor
 		return &Pixels{W: im.Width, H: im.Height, C: im.Channels, Pix: im.t.Item(i)}, nil
 	}
-	if dst == nil {
-		dst = &Pixels{}
-	}
-	dst.W, dst.H, dst.C = im.Width, im.Height, im.Channels
-	if cap(dst.Pix) < n {
-		dst.Pix = make([]byte, n)
-	}
-	dst.Pix = dst.Pix[:n]
+	dst = im.reuse(dst)
 	src := protocol.Float32sOf(im.t.Item(i))
 	if im.exact[i] {
 		convertExact(dst.Pix, src)
@@ -126,6 +111,21 @@ func (im *Images) Pixels(i int, dst *Pixels) (*Pixels, error) {
 		convertInRange(dst.Pix, src)
 	}
 	return dst, nil
+}
+
+// reuse sizes dst (a new Pixels when nil) for one of im's images, keeping
+// its buffer when it is large enough.
+func (im *Images) reuse(dst *Pixels) *Pixels {
+	if dst == nil {
+		dst = &Pixels{}
+	}
+	n := im.Height * im.Width * im.Channels
+	dst.W, dst.H, dst.C = im.Width, im.Height, im.Channels
+	if cap(dst.Pix) < n {
+		dst.Pix = make([]byte, n)
+	}
+	dst.Pix = dst.Pix[:n]
+	return dst
 }
 
 // ToPixels checks t like NewImages and converts its image i.
