@@ -27,25 +27,6 @@ import (
 // saveClient is the project's ComfyUI-example-style Python client.
 var saveClient = filepath.Join("..", "..", "examples", "python", "save_client.py")
 
-// needPythonModules skips the test when python3 or one of the modules is
-// missing, except on CI (CI=true), where .ci/run installs them.
-func needPythonModules(t *testing.T, modules, packages string) {
-	t.Helper()
-	missing := func(why string) {
-		t.Helper()
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI=true but %s (.ci/run installs %s)", why, packages)
-		}
-		t.Skipf("%s: install Debian's %s to run this test", why, packages)
-	}
-	if _, err := os.Stat(python); err != nil {
-		missing(python + " is missing")
-	}
-	if out, err := exec.Command(python, "-c", "import "+modules).CombinedOutput(); err != nil {
-		missing("python3 cannot import " + modules + ": " + strings.TrimSpace(string(out)))
-	}
-}
-
 // outputServer starts `nodecast serve`'s stack with output and temp folders
 // of its own.
 func outputServer(t *testing.T) (*server, host.Options) {
@@ -79,10 +60,6 @@ func TestPythonSaveClient(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, python, saveClient, s.URL, file, "3", "py/run")
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	runErr := cmd.Run()
-	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
 	var res struct {
 		OK         bool     `json:"ok"`
 		Saved      int      `json:"saved"`
@@ -93,13 +70,7 @@ func TestPythonSaveClient(t *testing.T) {
 		ViewChecks int      `json:"view_checks"`
 		Error      string   `json:"error"`
 	}
-	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &res); err != nil {
-		t.Fatalf("client printed no JSON line (%v): stdout %q, stderr %q", runErr, stdout.String(), stderr.String())
-	}
-	t.Logf("python client: %s", lines[len(lines)-1])
-	if !res.OK || runErr != nil {
-		t.Fatalf("client failed (%v): %+v; stderr %q", runErr, res, stderr.String())
-	}
+	runPythonJSON(t, cmd, &res, func() bool { return res.OK })
 	var want []string
 	for i := 5; i <= 10; i++ {
 		want = append(want, fmt.Sprintf("py/run_%05d_.png", i))

@@ -17,26 +17,6 @@ import (
 // pyClientDir is the Python package's project folder, relative to this package.
 var pyClientDir = filepath.Join("..", "..", "clients", "python")
 
-// needAiohttp skips the test when python3 or aiohttp is missing, except on
-// CI (CI=true), where .ci/run installs python3-aiohttp and its absence is a
-// failure. Pillow is optional for the package; the test uses it when there.
-func needAiohttp(t *testing.T) {
-	t.Helper()
-	missing := func(why string) {
-		t.Helper()
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI=true but %s (.ci/run installs python3-aiohttp)", why)
-		}
-		t.Skip(why + " (apt-get install python3-aiohttp)")
-	}
-	if _, err := os.Stat(python); err != nil {
-		missing(python + " is missing")
-	}
-	if out, err := exec.Command(python, "-c", "import aiohttp").CombinedOutput(); err != nil {
-		missing("python3 lacks aiohttp: " + strings.TrimSpace(string(out)))
-	}
-}
-
 // pyImageLine is one line the package's command prints per image.
 type pyImageLine struct {
 	Image  *int   `json:"image"`
@@ -70,20 +50,10 @@ func runPyClient(t *testing.T, url string, args ...string) ([]pyImageLine, pyRes
 	defer cancel()
 	cmd := exec.CommandContext(ctx, python, append([]string{"-m", "nodecast_client", url}, args...)...)
 	cmd.Env = append(os.Environ(), "PYTHONPATH="+abs, "PYTHONDONTWRITEBYTECODE=1")
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	runErr := cmd.Run()
-	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
 	var res pyResult
-	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &res); err != nil {
-		t.Fatalf("client printed no JSON line (%v): stdout %q, stderr %q", runErr, stdout.String(), stderr.String())
-	}
-	t.Logf("python client: %s", lines[len(lines)-1])
-	if !res.OK || runErr != nil {
-		t.Fatalf("client failed (%v): %+v; stderr %q", runErr, res, stderr.String())
-	}
+	lines := runPythonJSON(t, cmd, &res, func() bool { return res.OK })
 	var imgs []pyImageLine
-	for _, l := range lines[:len(lines)-1] {
+	for _, l := range lines {
 		var im pyImageLine
 		if json.Unmarshal([]byte(l), &im) == nil && im.Image != nil {
 			imgs = append(imgs, im)
@@ -98,7 +68,7 @@ func runPyClient(t *testing.T, url string, args ...string) ([]pyImageLine, pyRes
 // a client that does not negotiate PART. Every image is checked against the
 // sha256 of the PNG the sender makes and decoded with Pillow when present.
 func TestPythonPackage(t *testing.T) {
-	needAiohttp(t)
+	needPythonModules(t, "aiohttp", "python3-aiohttp") // Pillow is optional for the package; the test uses it when there
 	const n, size = 4, 2048
 	pil := exec.Command(python, "-c", "import PIL").Run() == nil
 	noise := makeNoisePNG(t, size, 13)
@@ -155,7 +125,7 @@ func TestPythonPackage(t *testing.T) {
 // sha256, duplicate and inconsistent parts, the pending bound, seq holes,
 // base64 parts) with /usr/bin/python3.
 func TestPythonPackageUnit(t *testing.T) {
-	needAiohttp(t)
+	needPythonModules(t, "aiohttp", "python3-aiohttp") // Pillow is optional for the package; the test uses it when there
 	abs, err := filepath.Abs(pyClientDir)
 	if err != nil {
 		t.Fatal(err)

@@ -21,25 +21,45 @@ const python = "/usr/bin/python3"
 // ntlb64partClient is the project's Python client, relative to this package.
 var ntlb64partClient = filepath.Join("..", "..", "examples", "python", "ntlb64part_client.py")
 
-// needPython skips the test when python3 or the client's modules are
+// needPythonModules skips the test when python3 or one of the modules is
 // missing, except on CI (CI=true), where .ci/run installs them and their
 // absence is a failure.
-func needPython(t *testing.T) {
+func needPythonModules(t *testing.T, modules, packages string) {
 	t.Helper()
 	missing := func(why string) {
 		t.Helper()
 		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI=true but %s (.ci/run installs python3-aiohttp python3-pil python3-numpy)", why)
+			t.Fatalf("CI=true but %s (.ci/run installs %s)", why, packages)
 		}
-		t.Skip(why)
+		t.Skipf("%s: install Debian's %s to run this test", why, packages)
 	}
 	if _, err := os.Stat(python); err != nil {
 		missing(python + " is missing")
 	}
-	out, err := exec.Command(python, "-c", "import aiohttp, PIL, numpy").CombinedOutput()
-	if err != nil {
-		missing("python3 lacks aiohttp, PIL or numpy: " + strings.TrimSpace(string(out)))
+	if out, err := exec.Command(python, "-c", "import "+modules).CombinedOutput(); err != nil {
+		missing("python3 cannot import " + modules + ": " + strings.TrimSpace(string(out)))
 	}
+}
+
+// runPythonJSON runs cmd, one of the project's Python clients, which
+// prints a JSON result as its last line. It decodes that line into res and
+// fails the test when there is none, or when the client exited with an
+// error or ok() says it failed. It returns the lines printed before it.
+func runPythonJSON(t *testing.T, cmd *exec.Cmd, res any, ok func() bool) []string {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	runErr := cmd.Run()
+	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	last := lines[len(lines)-1]
+	if err := json.Unmarshal([]byte(last), res); err != nil {
+		t.Fatalf("client printed no JSON line (%v): stdout %q, stderr %q", runErr, stdout.String(), stderr.String())
+	}
+	t.Logf("python client: %s", last)
+	if !ok() || runErr != nil {
+		t.Fatalf("client failed (%v): %+v; stderr %q", runErr, res, stderr.String())
+	}
+	return lines[:len(lines)-1]
 }
 
 // pythonResult is the JSON line ntlb64part_client.py prints.
@@ -58,7 +78,7 @@ type pythonResult struct {
 // handler stack on 127.0.0.1. aiohttp refuses messages of 4 MiB or more, so
 // the 2048² batch only arrives if every part fits.
 func TestPythonNTLClient(t *testing.T) {
-	needPython(t)
+	needPythonModules(t, "aiohttp, PIL, numpy", "python3-aiohttp python3-pil python3-numpy")
 	if _, err := os.Stat(ntlb64partClient); err != nil {
 		t.Fatalf("the Python client: %v", err)
 	}
@@ -79,18 +99,9 @@ func TestPythonNTLClient(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 			defer cancel()
 			cmd := exec.CommandContext(ctx, python, ntlb64partClient, s.URL, file, strconv.Itoa(tc.n))
-			var stdout, stderr bytes.Buffer
-			cmd.Stdout, cmd.Stderr = &stdout, &stderr
-			runErr := cmd.Run()
-			lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
 			var res pythonResult
-			if err := json.Unmarshal([]byte(lines[len(lines)-1]), &res); err != nil {
-				t.Fatalf("client printed no JSON line (%v): stdout %q, stderr %q", runErr, stdout.String(), stderr.String())
-			}
-			t.Logf("python client: %s", lines[len(lines)-1])
+			runPythonJSON(t, cmd, &res, func() bool { return res.OK })
 			switch {
-			case !res.OK || runErr != nil:
-				t.Fatalf("client failed (%v): %+v; stderr %q", runErr, res, stderr.String())
 			case res.Images != tc.n || res.VerifiedSHA256 != tc.n:
 				t.Fatalf("client got %d images, verified %d sha256, want %d", res.Images, res.VerifiedSHA256, tc.n)
 			case res.MaxDiff == nil || *res.MaxDiff != 0:
