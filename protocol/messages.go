@@ -15,6 +15,9 @@ const (
 	TypeExecutionError       = "execution_error"
 	TypeExecutionInterrupted = "execution_interrupted"
 	TypeFeatureFlags         = "feature_flags"
+	// TypeError is nodecast's answer to a client message it refuses (a
+	// feature_flags that is not the first message); ComfyUI sends nothing.
+	TypeError = "error"
 )
 
 // reservedTypes are message types that ComfyUI and its front end already give a
@@ -23,7 +26,7 @@ var reservedTypes = map[string]bool{
 	TypeStatus: true, TypeProgress: true, TypeProgressState: true, TypeExecuting: true,
 	TypeExecuted: true, TypeExecutionStart: true, TypeExecutionCached: true,
 	TypeExecutionSuccess: true, TypeExecutionError: true, TypeExecutionInterrupted: true,
-	TypeFeatureFlags: true, "crystools.monitor": true, "logs": true, "notification": true,
+	TypeFeatureFlags: true, TypeError: true, "crystools.monitor": true, "logs": true, "notification": true,
 }
 
 // IsReservedType reports whether t is a ComfyUI message type.
@@ -169,3 +172,20 @@ func (f FeatureFlags) Bool(flag string) bool {
 	v, ok := f[flag].(bool)
 	return ok && v
 }
+
+// ErrorData is the data of an "error" message: the fields of ComfyUI's
+// error dictionary (server.py post_prompt's {"type","message","details",
+// "extra_info"}).
+type ErrorData struct {
+	Type      string         `json:"type"`
+	Message   string         `json:"message"`
+	Details   string         `json:"details"`
+	ExtraInfo map[string]any `json:"extra_info"`
+}
+
+// Error types of "error" messages.
+const (
+	// ErrorFeatureFlagsNotFirst: a feature_flags message came after the
+	// connection's first JSON message and was ignored.
+	ErrorFeatureFlagsNotFirst = "feature_flags_not_first"
+)

@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -314,7 +315,8 @@ func (c *client) readLoop() {
 	c.conn.SetPongHandler(func(string) error {
 		return c.conn.SetReadDeadline(time.Now().Add(pongWait))
 	})
-	first := true
+	first := true     // the connection's first message of any kind: the only one that may resume a waiting session
+	flagsOpen := true // no JSON object read yet: ComfyUI honours feature_flags only as the first one
 	for {
 		kind, data, err := c.conn.ReadMessage()
 		if err != nil {
@@ -349,34 +351,47 @@ func (c *client) readLoop() {
 			}
 			continue
 		}
-		c.handle(data, wasFirst)
+		if c.handle(data, wasFirst, flagsOpen) {
+			flagsOpen = false
+		}
 	}
 }
 
-// handle acts on one client text message. Only feature_flags means anything;
-// the rest is ignored, as ComfyUI does.
-// first says whether it is the connection's first message, the only one
-// that may resume.
-func (c *client) handle(data []byte, first bool) {
+// handle acts on one client text message and reports whether it was a JSON
+// object, which ends the time for feature_flags (server.py
+// websocket_handler: first_message becomes False after any message that
+// parses, and stays True after one that does not). Only feature_flags means
+// anything; the rest is ignored, as ComfyUI does. first says whether it is
+// the connection's first message of any kind, the only one that may resume;
+// flagsOpen whether feature_flags may still be sent: a later one is answered
+// with an error message and ignored.
+func (c *client) handle(data []byte, first, flagsOpen bool) (object bool) {
 	var m protocol.RawMessage
 	var flags protocol.FeatureFlags
 	err := json.Unmarshal(data, &m)
+	isObject := err == nil && bytes.HasPrefix(bytes.TrimSpace(data), []byte("{"))
 	switch {
 	case err != nil:
 		c.hub.log.Debug("hub: ignored malformed client message", "client", c.id, "err", err)
 	case m.Type != protocol.TypeFeatureFlags:
 		c.hub.log.Debug("hub: ignored client message", "client", c.id, "type", m.Type)
+	case !flagsOpen:
+		c.hub.lateFlags(c)
+		return isObject
 	default:
 		if err := json.Unmarshal(m.Data, &flags); err != nil || flags == nil {
-			c.hub.log.Debug("hub: ignored feature_flags without an object", "client", c.id, "err", err)
+			// ComfyUI stores whatever data holds and answers; no flag is set.
+			c.hub.log.Debug("hub: feature_flags without an object: no flag set", "client", c.id, "err", err)
+			flags = protocol.FeatureFlags{}
 		}
 	}
 	if flags == nil {
 		if first {
 			c.hub.endWaiting(c, "first message was not feature_flags")
 		}
-		return
+		return isObject
 	}
 	c.hub.log.Debug("hub: client feature flags", "client", c.id, "flags", flags)
 	c.hub.handleFlags(c, flags, first)
+	return true
 }

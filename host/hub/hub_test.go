@@ -66,42 +66,96 @@ func TestStatusIsFirst(t *testing.T) {
 	}
 }
 
+// TestFeatureFlags follows ComfyUI's server.py websocket_handler: the flags
+// of the first JSON message are stored and answered with the server's
+// (feature_flags.get_server_features); a message that is not JSON, and a
+// binary one, do not count as the first; any later feature_flags is ignored,
+// and nodecast answers it with an "error" message saying so.
 func TestFeatureFlags(t *testing.T) {
 	h, srv := startHub(t, Options{ServerFlags: map[string]any{"max_upload_size": 1 << 20, protocol.FlagImageParts: false}})
 	c := connect(t, srv, dialOpts{query: "clientId=flags"})
 	if _, ok := h.Flags("flags"); !ok {
 		t.Fatal("Flags: client not found")
 	}
-	// Malformed and unknown messages are ignored and leave the connection up.
-	for _, msg := range []string{"not json", `{"type":"feature_flags","data":[1]}`, `{"type":"prompt","data":{}}`} {
-		if err := c.conn.WriteMessage(websocket.TextMessage, []byte(msg)); err != nil {
-			t.Fatal(err)
-		}
+	// Not JSON, and binary: ignored, and the next message is still the first.
+	if err := c.conn.WriteMessage(websocket.TextMessage, []byte("not json")); err != nil {
+		t.Fatal(err)
 	}
 	c.conn.WriteMessage(websocket.BinaryMessage, []byte{1, 2, 3})
-	for round := range 2 { // flags are honoured every time they are sent
-		c.sendFlags(protocol.FeatureFlags{protocol.FlagImageParts: round == 0, "x": round})
-		typ, data := c.readRaw()
-		var got map[string]any
-		if err := json.Unmarshal(data, &got); err != nil || typ != protocol.TypeFeatureFlags {
-			t.Fatalf("got %s %s, want feature_flags", typ, data)
+	c.sendFlags(protocol.FeatureFlags{protocol.FlagImageParts: true, "x": 0})
+	typ, data := c.readRaw()
+	var got map[string]any
+	if err := json.Unmarshal(data, &got); err != nil || typ != protocol.TypeFeatureFlags {
+		t.Fatalf("got %s %s, want feature_flags", typ, data)
+	}
+	want := map[string]any{
+		protocol.FlagImageParts: true, protocol.FlagMaxMessageSize: float64(protocol.DefaultMessageLimit),
+		protocol.FlagPreviewMetadata: true, protocol.FlagMaxUploadSize: float64(1 << 20),
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("flag %s = %v, want %v", k, got[k], v)
 		}
-		want := map[string]any{
-			protocol.FlagImageParts: true, protocol.FlagMaxMessageSize: float64(protocol.DefaultMessageLimit),
-			protocol.FlagPreviewMetadata: true, protocol.FlagMaxUploadSize: float64(1 << 20),
-		}
-		for k, v := range want {
-			if got[k] != v {
-				t.Errorf("round %d: flag %s = %v, want %v", round, k, got[k], v)
-			}
-		}
+	}
+	// A second feature_flags: answered with an error, and the flags stay.
+	for round := range 2 {
+		c.sendFlags(protocol.FeatureFlags{protocol.FlagImageParts: false, "x": round + 1})
+		checkLateFlagsError(t, c)
 		flags, ok := h.Flags("flags")
-		if !ok || flags.Bool(protocol.FlagImageParts) != (round == 0) || flags["x"] != float64(round) {
-			t.Errorf("round %d: stored flags %v", round, flags)
+		if !ok || !flags.Bool(protocol.FlagImageParts) || flags["x"] != float64(0) {
+			t.Errorf("round %d: stored flags %v, want the first message's", round, flags)
 		}
+	}
+	// Other messages are ignored without an answer: the next message the
+	// client gets is the one sent to it.
+	if err := c.conn.WriteMessage(websocket.TextMessage, []byte(`{"type":"prompt","data":{}}`)); err != nil {
+		t.Fatal(err)
+	}
+	h.SendJSON("flags", "after", map[string]int{"n": 1})
+	if typ, _ := c.readRaw(); typ != "after" {
+		t.Errorf("after an ignored message: got %q, want the next message", typ)
 	}
 	if got := h.Clients(); len(got) != 1 || got[0].ID != "flags" {
 		t.Errorf("Clients: got %+v", got)
+	}
+
+	// A first JSON message that is not feature_flags closes the door too.
+	d := connect(t, srv, dialOpts{query: "clientId=late"})
+	if err := d.conn.WriteMessage(websocket.TextMessage, []byte(`{"type":"hello"}`)); err != nil {
+		t.Fatal(err)
+	}
+	d.sendFlags(protocol.FeatureFlags{protocol.FlagImageParts: true})
+	checkLateFlagsError(t, d)
+	if flags, _ := h.Flags("late"); flags != nil {
+		t.Errorf("flags stored after a late feature_flags: %v", flags)
+	}
+	// and a client whose first message is feature_flags with data that is
+	// not an object gets the server's answer, as ComfyUI stores what it got.
+	e := connect(t, srv, dialOpts{query: "clientId=odd"})
+	if err := e.conn.WriteMessage(websocket.TextMessage, []byte(`{"type":"feature_flags","data":[1]}`)); err != nil {
+		t.Fatal(err)
+	}
+	if typ, _ := e.readRaw(); typ != protocol.TypeFeatureFlags {
+		t.Errorf("answer to feature_flags with a list: %q, want feature_flags", typ)
+	}
+}
+
+// checkLateFlagsError reads the answer to a late feature_flags, field by
+// field: {"type":"error","data":{"type","message","details","extra_info"}},
+// the shape of ComfyUI's error dictionary (server.py post_prompt).
+func checkLateFlagsError(t *testing.T, c *testClient) {
+	t.Helper()
+	typ, data := c.readRaw()
+	var e map[string]any
+	if err := json.Unmarshal(data, &e); err != nil || typ != protocol.TypeError {
+		t.Fatalf("answer to a late feature_flags: %s %s, want error", typ, data)
+	}
+	if len(e) != 4 || e["type"] != protocol.ErrorFeatureFlagsNotFirst ||
+		!strings.Contains(e["message"].(string), "first message") || e["details"] == "" {
+		t.Errorf("error data: %s", data)
+	}
+	if x, ok := e["extra_info"].(map[string]any); !ok || len(x) != 0 {
+		t.Errorf("extra_info: %s", data)
 	}
 }
 
