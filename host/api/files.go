@@ -85,18 +85,52 @@ const maxUploadField = 4096
 // streams to a file in the staging folder as it arrives, so no upload is held
 // in memory, and the body limit is enforced while it streams.
 func (s *server) postUploadImage(w http.ResponseWriter, r *http.Request) {
+	up, ok := s.receiveUpload(w, r)
+	if !ok {
+		return
+	}
+	defer up.close()
+	s.storeAndAnswer(w, up, up.file)
+}
+
+// upload is a received and checked upload (upload/image, upload/mask).
+type upload struct {
+	file      *os.File // the image, in the staging folder
+	filename  string
+	fields    map[string]string // type, subfolder, overwrite, original_ref
+	typ, dir  string
+	subfolder string
+	overwrite bool
+	cfg       image.Config
+	format    string
+}
+
+func (u *upload) close() {
+	u.file.Close()
+	_ = os.Remove(u.file.Name())
+}
+
+// uploadFields are the form fields an upload keeps (each at most
+// maxUploadField bytes); others are read past.
+var uploadFields = map[string]bool{"type": true, "subfolder": true, "overwrite": true, "original_ref": true}
+
+// receiveUpload streams the form of an upload into the staging folder and
+// checks it: fields, folder, names and the image's header against the pixel
+// limits, before anything is decoded. On false it has answered.
+func (s *server) receiveUpload(w http.ResponseWriter, r *http.Request) (*upload, bool) {
 	mr, err := r.MultipartReader()
 	if err != nil {
 		s.bodyError(w, err, "Bad multipart form")
-		return
+		return nil, false
 	}
 	var (
 		staged   *os.File
 		filename string
 		fields   = map[string]string{}
+		done     bool
 	)
 	defer func() {
-		if staged != nil {
+		if staged != nil && !done {
 			staged.Close()
 			_ = os.Remove(staged.Name())
 		}
@@ -108,7 +142,7 @@ func (s *server) postUploadImage(w http.ResponseWriter, r *http.Request) {
 		}
 		if err != nil {
 			s.bodyError(w, err, "Bad multipart form")
-			return
+			return nil, false
 		}
 		name := part.FormName()
 		switch {
@@ -120,38 +154,38 @@ func (s *server) postUploadImage(w http.ResponseWriter, r *http.Request) {
 				if !errors.As(err, &mbe) {
 					s.log.Error("upload staging failed", "dir", s.stagingDir(), "err", err)
 					writeError(w, http.StatusInternalServerError, "internal_error", "Cannot store the upload", err.Error())
-					return
+					return nil, false
 				}
 				s.bodyError(w, err, "Cannot read the upload")
-				return
+				return nil, false
 			}
-		case name == "type" || name == "subfolder" || name == "overwrite":
+		case uploadFields[name]:
 			b, err := io.ReadAll(io.LimitReader(part, maxUploadField+1))
 			if err != nil {
 				part.Close()
 				s.bodyError(w, err, "Bad multipart form")
-				return
+				return nil, false
 			}
 			if len(b) > maxUploadField {
 				part.Close()
 				writeError(w, http.StatusBadRequest, typeInvalidRequest, fmt.Sprintf("Form field %q is over %d bytes", name, maxUploadField), "")
-				return
+				return nil, false
 			}
 			fields[name] = string(b)
 		default: // other fields and files are read past, not kept
 			if _, err := io.Copy(io.Discard, part); err != nil {
 				part.Close()
 				s.bodyError(w, err, "Bad multipart form")
-				return
+				return nil, false
 			}
 		}
 		part.Close()
 	}
 	if staged == nil {
 		writeError(w, http.StatusBadRequest, typeInvalidRequest, `No file in the "image" field`, "")
-		return
+		return nil, false
 	}
-	for _, k := range []string{"type", "subfolder", "overwrite"} { // r.FormValue's fallback, as before
+	for k := range uploadFields { // r.FormValue's fallback, as before
 		if _, ok := fields[k]; !ok && r.URL.Query().Has(k) {
 			fields[k] = r.URL.Query().Get(k)
 		}
@@ -163,30 +197,41 @@ func (s *server) postUploadImage(w http.ResponseWriter, r *http.Request) {
 	dir, ok := s.dirFor(typ)
 	if !ok {
 		writeError(w, http.StatusBadRequest, typeInvalidRequest, fmt.Sprintf("Unknown type %q (want input, temp or output)", typ), "")
-		return
+		return nil, false
 	}
 	subfolder := fields["subfolder"]
 	if err := checkSubfolder(subfolder); err != nil {
 		writeError(w, http.StatusBadRequest, typeBadPath, "Bad subfolder", err.Error())
-		return
+		return nil, false
 	}
 	if err := checkName(filename); err != nil {
 		writeError(w, http.StatusBadRequest, typeBadPath, "Bad file name", err.Error())
-		return
+		return nil, false
 	}
 	overwrite := fields["overwrite"] == "true" || fields["overwrite"] == "1"
 
 	f := staged
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		writeError(w, http.StatusInternalServerError, "internal_error", "Cannot rewind the upload", err.Error())
-		return
+		return nil, false
 	}
 	// Only the header is read: an image is refused before it is decoded.
 	cfg, format, err := image.DecodeConfig(bufio.NewReader(f))
 	if err != nil {
 		writeError(w, http.StatusBadRequest, typeNotAnImage, "The upload is not an image this server reads (png, jpeg, gif, webp, bmp, tiff)", err.Error())
-		return
+		return nil, false
 	}
+	if !s.checkPixels(w, cfg) {
+		return nil, false
+	}
+	done = true
+	return &upload{file: f, filename: filename, fields: fields, typ: typ, dir: dir, subfolder: subfolder,
+		overwrite: overwrite, cfg: cfg, format: format}, true
+}
+
+// checkPixels answers 413 naming the limit when an image's header says it
+// is over the pixel limits.
+func (s *server) checkPixels(w http.ResponseWriter, cfg image.Config) bool {
 	if err := s.opts.Limits.CheckSize(cfg.Width, cfg.Height); err != nil {
 		verr := executor.NewValidationError(typeImageTooLarge,
 			fmt.Sprintf("Image of %dx%d is over the limit: %s", cfg.Width, cfg.Height, strings.TrimPrefix(err.Error(), "protocol: ")), err.Error())
@@ -197,16 +242,23 @@ func (s *server) postUploadImage(w http.ResponseWriter, r *http.Request) {
 			verr.Detail.ExtraInfo["what"] = le.What
 		}
 		writeJSON(w, http.StatusRequestEntityTooLarge, verr)
-		return
+		return false
 	}
-	name, err := storeUpload(dir, subfolder, filename, f, overwrite)
+	return true
+}
+
+// storeAndAnswer stores src as up's file and answers ComfyUI's
+// {"name","subfolder","type"}.
+func (s *server) storeAndAnswer(w http.ResponseWriter, up *upload, src io.ReadSeeker) {
+	name, err := storeUpload(up.dir, up.subfolder, up.filename, src, up.overwrite)
 	if err != nil {
-		s.log.Error("upload failed", "dir", dir, "subfolder", subfolder, "name", filename, "err", err)
+		s.log.Error("upload failed", "dir", up.dir, "subfolder", up.subfolder, "name", up.filename, "err", err)
 		writeError(w, http.StatusInternalServerError, "internal_error", "Cannot store the upload", err.Error())
 		return
 	}
-	s.log.Debug("upload stored", "name", name, "subfolder", subfolder, "type", typ, "format", format, "width", cfg.Width, "height", cfg.Height)
-	writeJSON(w, http.StatusOK, map[string]string{"name": name, "subfolder": subfolder, "type": typ})
+	s.log.Debug("upload stored", "name", name, "subfolder", up.subfolder, "type", up.typ, "format", up.format,
+		"width", up.cfg.Width, "height", up.cfg.Height)
+	writeJSON(w, http.StatusOK, map[string]string{"name": name, "subfolder": up.subfolder, "type": up.typ})
 }
 
 // stage copies an uploaded file into a new file of the staging folder. On
