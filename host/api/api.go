@@ -177,7 +177,7 @@ func New(opts Options) http.Handler {
 	route("GET", "/models/{folder}", body, s.getModelFolder)
 	route("GET", "/embeddings", body, s.getEmbeddings)
 	route("POST", "/upload/mask", upload, s.postUploadMask) // mask.go
-	s.webRoutes(mux) // the live page and the browser client (web.go)
+	s.webRoutes(mux)                                        // the live page and the browser client (web.go)
 	if opts.Metrics != nil {
 		var metrics http.Handler = opts.Metrics
 		if !opts.AllowCrossOrigin {
