@@ -173,11 +173,12 @@ func New(opts Options) http.Handler {
 	route("GET", "/jobs/{job_id}", body, s.getJob)
 	route("POST", "/jobs/cancel", body, s.postCancelJobs)
 	route("POST", "/jobs/{job_id}/cancel", body, s.postCancelJob)
-	route("GET", "/models", body, s.getModels) // models.go
+	// models.go, mask.go
+	route("GET", "/models", body, s.getModels)
 	route("GET", "/models/{folder}", body, s.getModelFolder)
 	route("GET", "/embeddings", body, s.getEmbeddings)
-	route("POST", "/upload/mask", upload, s.postUploadMask) // mask.go
-	s.webRoutes(mux)                                        // the live page and the browser client (web.go)
+	route("POST", "/upload/mask", upload, s.postUploadMask)
+	s.webRoutes(mux) // the live page and the browser client (web.go)
 	if opts.Metrics != nil {
 		var metrics http.Handler = opts.Metrics
 		if !opts.AllowCrossOrigin {
