@@ -42,5 +42,6 @@ func ConfigOptions(cfg *config.Config) Options {
 		BreakerCooldown:   cfg.Limits.BreakerCooldown,
 		CacheBytes:        cfg.Cache.CacheBytes(),
 		SensitiveKeys:     cfg.SensitiveExtraDataKeys,
+		CORSOrigin:        cfg.HTTP.EnableCORSHeader,
 	}
 }

@@ -100,6 +100,13 @@ type Options struct {
 	// (host/cluster): prompts go through its work queue and every
 	// executor message reaches the host that holds the client's socket.
 	Cluster *cluster.Options
+
+	// CORSOrigin is ComfyUI's --enable-cors-header: "*" or one browser
+	// origin. Set, the HTTP API answers with ComfyUI's Access-Control-*
+	// headers and preflights, and the origin is accepted by the CSRF and
+	// Origin checks of the API and of /ws. "" = off: browser requests from
+	// another site (Sec-Fetch-Site: cross-site) get 403, as in ComfyUI.
+	CORSOrigin string
 }
 
 // PackSource says how to start one node pack's plugin process.
@@ -192,7 +199,17 @@ func New(ctx context.Context, opts Options) (*Host, error) {
 		_ = os.RemoveAll(ownDir)
 		return nil, err
 	}
+	if opts.CORSOrigin != "" {
+		if err := api.CheckCORSOrigin(opts.CORSOrigin); err != nil {
+			sup.Close()
+			_ = os.RemoveAll(ownDir)
+			return nil, fmt.Errorf("host: %w", err)
+		}
+	}
 	hopts := opts.Hub
+	if hopts.CORSOrigin == "" {
+		hopts.CORSOrigin = opts.CORSOrigin
+	}
 	if hopts.MessageLimit == 0 {
 		hopts.MessageLimit = opts.MessageLimit
 	}
@@ -285,6 +302,7 @@ func New(ctx context.Context, opts Options) (*Host, error) {
 		AllowedOrigins: opts.Hub.AllowedOrigins,
 		StagingDir:     filepath.Join(ownDir, "uploads"),
 		Packs:          sup.Packs,
+		CORSOrigin:     opts.CORSOrigin,
 	})
 	served = true
 	if node != nil {

@@ -79,6 +79,12 @@ type Options struct {
 	// Packs lists the plugin packs, with their crash-loop breakers, for
 	// /system_stats. nil = none shown.
 	Packs func() []supervisor.PackInfo
+	// CORSOrigin is ComfyUI's --enable-cors-header: "*" or one origin
+	// ("https://app.example"). Set, every answer carries ComfyUI's
+	// Access-Control-* headers, OPTIONS preflights are answered, and the
+	// origin is accepted by the cross-origin checks ("*": every origin).
+	// "" = off: requests with Sec-Fetch-Site: cross-site get 403 (cors.go).
+	CORSOrigin string
 }
 
 // server holds the options with their defaults applied.
@@ -129,8 +135,12 @@ func New(opts Options) http.Handler {
 		}
 		return dir
 	})
+	if err := CheckCORSOrigin(opts.CORSOrigin); opts.CORSOrigin != "" && err != nil {
+		s.log.Error("CORS origin ignored", "err", err)
+		s.opts.CORSOrigin = ""
+	}
 	if !opts.AllowCrossOrigin {
-		cop, err := newCrossSiteGuard(opts.AllowedOrigins)
+		cop, err := newCrossSiteGuard(append(opts.AllowedOrigins[:len(opts.AllowedOrigins):len(opts.AllowedOrigins)], s.corsTrusted()...))
 		if err != nil {
 			s.log.Error("allowed origins ignored", "err", err)
 			cop, _ = newCrossSiteGuard(nil)
@@ -144,7 +154,7 @@ func New(opts Options) http.Handler {
 			handler = s.limitBody(limit, h)
 		}
 		if !opts.AllowCrossOrigin && path != "/ws" { // the hub checks its own origins
-			handler = sameOriginOnLoopback(handler)
+			handler = s.sameOriginOnLoopback(handler)
 		}
 		if method == http.MethodPost {
 			handler = s.crossSiteGuard(handler)
@@ -182,11 +192,11 @@ func New(opts Options) http.Handler {
 	if opts.Metrics != nil {
 		var metrics http.Handler = opts.Metrics
 		if !opts.AllowCrossOrigin {
-			metrics = sameOriginOnLoopback(metrics)
+			metrics = s.sameOriginOnLoopback(metrics)
 		}
 		mux.Handle("GET /metrics", metrics)
 	}
-	return s.hostGuard(mux)
+	return s.hostGuard(s.crossOrigin(mux))
 }
 
 func (s *server) ws(w http.ResponseWriter, r *http.Request) {

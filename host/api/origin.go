@@ -14,9 +14,9 @@ import (
 // sameOriginOnLoopback is ComfyUI's origin_only_middleware: when the Host is
 // a loopback address, a request whose Origin names another host is refused,
 // so a page on the web cannot drive a server on the user's machine.
-func sameOriginOnLoopback(h http.Handler) http.Handler {
+func (s *server) sameOriginOnLoopback(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !originAllowed(r.Host, r.Header.Get("Origin")) {
+		if !originAllowed(r.Host, r.Header.Get("Origin")) && !s.corsAllows(r.Header.Get("Origin")) {
 			writeError(w, http.StatusForbidden, "cross_origin",
 				"Request refused: its Origin does not match the loopback Host", r.Header.Get("Origin")+" != "+r.Host)
 			return

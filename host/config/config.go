@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -79,6 +80,17 @@ type Config struct {
 	// kept secret besides ComfyUI's auth_token_comfy_org and
 	// api_key_comfy_org: nodes get them, nothing shows or logs them.
 	SensitiveExtraDataKeys []string
+
+	// HTTP is the http key: the HTTP API's cross-origin setting.
+	HTTP HTTP
+}
+
+// HTTP configures the HTTP API.
+type HTTP struct {
+	// EnableCORSHeader (enable_cors_header) is ComfyUI's
+	// --enable-cors-header: "*" or one browser origin
+	// ("https://app.example"); the flag wins over it. "" = off.
+	EnableCORSHeader string
 }
 
 // Cache configures the output cache.
@@ -300,6 +312,7 @@ func Parse(name string, data []byte, baseDir string) (*Config, error) {
 				},
 			})
 		},
+		"http": func(k string, n *yaml.Node) error { return p.http(n, k, &c.HTTP) },
 		"sensitive_extra_data_keys": func(k string, n *yaml.Node) error {
 			return p.strings(n, k, &c.SensitiveExtraDataKeys)
 		},
@@ -768,4 +781,33 @@ func (p *parser) cache(n *yaml.Node, key string, c *Cache) error {
 			return nil
 		},
 	})
+}
+
+// http decodes the http section.
+func (p *parser) http(n *yaml.Node, key string, h *HTTP) error {
+	return p.mapping(n, key, map[string]func(string, *yaml.Node) error{
+		"enable_cors_header": func(k string, v *yaml.Node) error {
+			if err := p.str(v, k, &h.EnableCORSHeader); err != nil {
+				return err
+			}
+			if reason := CheckOrigin(h.EnableCORSHeader); reason != "" {
+				return p.errAt(v, k, reason)
+			}
+			return nil
+		},
+	})
+}
+
+// CheckOrigin returns why origin is not "*" or a browser origin
+// "scheme://host[:port]" (http or https, no path), or "" when it is.
+func CheckOrigin(origin string) string {
+	if origin == "*" {
+		return ""
+	}
+	u, err := url.Parse(origin)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
+		(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return fmt.Sprintf("%q is not * or an origin such as https://app.example:8080 (scheme, host, optional port)", origin)
+	}
+	return ""
 }

@@ -69,6 +69,10 @@ type Options struct {
 	OnDuplicateClientID string
 	// Sessions bounds what is kept for clients between reconnects.
 	Sessions SessionOptions
+	// CORSOrigin is ComfyUI's --enable-cors-header ("*" or one origin): an
+	// Origin it names is accepted besides AllowedOrigins' rule ("*" = any
+	// Origin, as ComfyUI then checks none). "" = AllowedOrigins alone.
+	CORSOrigin string
 }
 
 // What a duplicate clientId does (Options.OnDuplicateClientID).

@@ -155,6 +155,9 @@ func (h *Hub) upgradeError(w http.ResponseWriter, r *http.Request, status int, r
 }
 
 func (h *Hub) originAllowed(origin, host string) bool {
+	if c := strings.TrimSuffix(h.opts.CORSOrigin, "/"); c == "*" || (c != "" && strings.EqualFold(c, origin)) {
+		return true
+	}
 	u, err := url.Parse(origin)
 	if err != nil || u.Host == "" {
 		return originListed(h.opts.AllowedOrigins, origin)

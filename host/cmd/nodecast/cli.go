@@ -71,6 +71,7 @@ type settings struct {
 	nats, natsEmbed, natsStore                      string // cluster: NATS URL, embedded server address and store
 	cfg                                             *config.Config
 	cacheNone                                       bool // --cache-none, as ComfyUI's flag
+	cors                                            corsFlag // --enable-cors-header [ORIGIN], as ComfyUI's flag
 }
 
 func parseFlags(name string, args []string, stderr io.Writer, withListen bool) (*settings, int) {
@@ -91,6 +92,10 @@ func parseFlags(name string, args []string, stderr io.Writer, withListen bool) (
 		fs.StringVar(&s.nats, "nats", "", "NATS URL of the cluster to join (JetStream; also "+natsEnv+" and cluster.nats)")
 		fs.StringVar(&s.natsEmbed, "nats-embed", "", "run a nats-server with JetStream in this host, listening on this address")
 		fs.StringVar(&s.natsStore, "nats-store", "./nats", "the embedded nats-server's JetStream store")
+	}
+	if withListen {
+		fs.Var(&s.cors, corsFlagName, "answer cross-origin requests as ComfyUI's --enable-cors-header: alone, any origin (*); with ORIGIN (--enable-cors-header https://app.example), that origin")
+		args = corsFlagArgs(args)
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -123,6 +128,9 @@ func parseFlags(name string, args []string, stderr io.Writer, withListen bool) (
 	}
 	if s.cacheNone {
 		s.cfg.Cache.None = true
+	}
+	if s.cors.set {
+		s.cfg.HTTP.EnableCORSHeader = s.cors.origin // the flag wins over http.enable_cors_header
 	}
 	if !set["listen"] && s.cfg.Listen != "" {
 		s.listen = s.cfg.Listen
