@@ -71,7 +71,8 @@ type settings struct {
 	nats, natsEmbed, natsStore                      string // cluster: NATS URL, embedded server address and store
 	cfg                                             *config.Config
 	cacheNone                                       bool // --cache-none, as ComfyUI's flag
-	cors                                            corsFlag // --enable-cors-header [ORIGIN], as ComfyUI's flag
+
+	cors corsFlag // --enable-cors-header [ORIGIN], as ComfyUI's flag
 }
 
 func parseFlags(name string, args []string, stderr io.Writer, withListen bool) (*settings, int) {
