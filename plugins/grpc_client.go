@@ -48,6 +48,10 @@ type RunHandlers struct {
 	Part func(*protocol.ImagePart) error
 	// Progress receives value out of max units of work done.
 	Progress func(value, max int)
+	// ProgressText receives text the node shows on itself (ComfyUI's
+	// send_progress_text), checked against protocol.CheckProgressText:
+	// text that fails the check is dropped with the error in err.
+	ProgressText func(text string, err error)
 }
 
 // RunResult is a node's result: one value per output slot (TensorRef, string,
@@ -144,6 +148,15 @@ func (c *PackClient) Run(ctx context.Context, req RunRequest, h RunHandlers) (Ru
 		case *pluginpb.RunEvent_Progress:
 			if h.Progress != nil {
 				h.Progress(int(e.Progress.GetValue()), int(e.Progress.GetMax()))
+			}
+		case *pluginpb.RunEvent_ProgressText:
+			if h.ProgressText != nil {
+				text := e.ProgressText.GetText()
+				if err := protocol.CheckProgressText(req.NodeID, text); err != nil {
+					h.ProgressText("", err) // a plugin that skipped the SDK's check: never framed
+				} else {
+					h.ProgressText(text, nil)
+				}
 			}
 		case *pluginpb.RunEvent_Result:
 			return c.result(ctx, e.Result)

@@ -116,6 +116,7 @@ func (r *promptRun) runNode(ctx context.Context, n *node) bool {
 			r.progress.set(id, protocol.NodeStateRunning, float64(value), float64(max))
 			r.sendProgressState()
 		},
+		ProgressText: r.progressText(id), // text.go
 	}
 	// One tracker across this node's tries, the supervisor's and ours, so
 	// that clients get each image of the batch once.

@@ -24,6 +24,9 @@ const closeGrace = 2 * time.Second
 type batch struct {
 	frames []stream.Message
 	size   int64
+	// unnumbered frames (TEXT) have no place for a seq: resume clients get
+	// them live, in order, but they take no seq and are not replayed.
+	unnumbered bool
 }
 
 // client is one connection. The reader goroutine runs in ServeHTTP, the

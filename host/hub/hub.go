@@ -471,6 +471,10 @@ func (h *Hub) deliverLocked(clientID string, shapeOf func(target) shape, frames 
 	for i, t := range targets {
 		b := batches[shapes[i]]
 		switch {
+		case t.resume && b.unnumbered:
+			if t.c != nil {
+				t.c.enqueue(b)
+			}
 		case t.resume:
 			_, last := h.window.Open(t.s.id)
 			entries := make([]stream.Entry, len(b.frames))

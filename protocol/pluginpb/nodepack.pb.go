@@ -763,6 +763,7 @@ type RunEvent struct {
 	//	*RunEvent_Progress
 	//	*RunEvent_Result
 	//	*RunEvent_Failure
+	//	*RunEvent_ProgressText
 	Event         isRunEvent_Event `protobuf_oneof:"event"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -841,6 +842,15 @@ func (x *RunEvent) GetFailure() *Failure {
 	return nil
 }
 
+func (x *RunEvent) GetProgressText() *ProgressText {
+	if x != nil {
+		if x, ok := x.Event.(*RunEvent_ProgressText); ok {
+			return x.ProgressText
+		}
+	}
+	return nil
+}
+
 type isRunEvent_Event interface {
 	isRunEvent_Event()
 }
@@ -861,6 +871,10 @@ type RunEvent_Failure struct {
 	Failure *Failure `protobuf:"bytes,4,opt,name=failure,proto3,oneof"`
 }
 
+type RunEvent_ProgressText struct {
+	ProgressText *ProgressText `protobuf:"bytes,5,opt,name=progress_text,json=progressText,proto3,oneof"`
+}
+
 func (*RunEvent_Part) isRunEvent_Event() {}
 
 func (*RunEvent_Progress) isRunEvent_Event() {}
@@ -868,6 +882,54 @@ func (*RunEvent_Progress) isRunEvent_Event() {}
 func (*RunEvent_Result) isRunEvent_Event() {}
 
 func (*RunEvent_Failure) isRunEvent_Event() {}
+
+func (*RunEvent_ProgressText) isRunEvent_Event() {}
+
+// ProgressText is text a running node shows on itself (ComfyUI's
+// PromptServer.send_progress_text); the host adds the node id.
+type ProgressText struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Text          string                 `protobuf:"bytes,1,opt,name=text,proto3" json:"text,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProgressText) Reset() {
+	*x = ProgressText{}
+	mi := &file_protocol_pluginpb_nodepack_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProgressText) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProgressText) ProtoMessage() {}
+
+func (x *ProgressText) ProtoReflect() protoreflect.Message {
+	mi := &file_protocol_pluginpb_nodepack_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProgressText.ProtoReflect.Descriptor instead.
+func (*ProgressText) Descriptor() ([]byte, []int) {
+	return file_protocol_pluginpb_nodepack_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ProgressText) GetText() string {
+	if x != nil {
+		return x.Text
+	}
+	return ""
+}
 
 type ImagePart struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -892,7 +954,7 @@ type ImagePart struct {
 
 func (x *ImagePart) Reset() {
 	*x = ImagePart{}
-	mi := &file_protocol_pluginpb_nodepack_proto_msgTypes[11]
+	mi := &file_protocol_pluginpb_nodepack_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -904,7 +966,7 @@ func (x *ImagePart) String() string {
 func (*ImagePart) ProtoMessage() {}
 
 func (x *ImagePart) ProtoReflect() protoreflect.Message {
-	mi := &file_protocol_pluginpb_nodepack_proto_msgTypes[11]
+	mi := &file_protocol_pluginpb_nodepack_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -917,7 +979,7 @@ func (x *ImagePart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImagePart.ProtoReflect.Descriptor instead.
 func (*ImagePart) Descriptor() ([]byte, []int) {
-	return file_protocol_pluginpb_nodepack_proto_rawDescGZIP(), []int{11}
+	return file_protocol_pluginpb_nodepack_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ImagePart) GetEvent() string {
@@ -1035,7 +1097,7 @@ type Progress struct {
 
 func (x *Progress) Reset() {
 	*x = Progress{}
-	mi := &file_protocol_pluginpb_nodepack_proto_msgTypes[12]
+	mi := &file_protocol_pluginpb_nodepack_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1047,7 +1109,7 @@ func (x *Progress) String() string {
 func (*Progress) ProtoMessage() {}
 
 func (x *Progress) ProtoReflect() protoreflect.Message {
-	mi := &file_protocol_pluginpb_nodepack_proto_msgTypes[12]
+	mi := &file_protocol_pluginpb_nodepack_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1060,7 +1122,7 @@ func (x *Progress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Progress.ProtoReflect.Descriptor instead.
 func (*Progress) Descriptor() ([]byte, []int) {
-	return file_protocol_pluginpb_nodepack_proto_rawDescGZIP(), []int{12}
+	return file_protocol_pluginpb_nodepack_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Progress) GetValue() int64 {
@@ -1087,7 +1149,7 @@ type RunResult struct {
 
 func (x *RunResult) Reset() {
 	*x = RunResult{}
-	mi := &file_protocol_pluginpb_nodepack_proto_msgTypes[13]
+	mi := &file_protocol_pluginpb_nodepack_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1099,7 +1161,7 @@ func (x *RunResult) String() string {
 func (*RunResult) ProtoMessage() {}
 
 func (x *RunResult) ProtoReflect() protoreflect.Message {
-	mi := &file_protocol_pluginpb_nodepack_proto_msgTypes[13]
+	mi := &file_protocol_pluginpb_nodepack_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1112,7 +1174,7 @@ func (x *RunResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunResult.ProtoReflect.Descriptor instead.
 func (*RunResult) Descriptor() ([]byte, []int) {
-	return file_protocol_pluginpb_nodepack_proto_rawDescGZIP(), []int{13}
+	return file_protocol_pluginpb_nodepack_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RunResult) GetOutputs() []*Value {
@@ -1140,7 +1202,7 @@ type Failure struct {
 
 func (x *Failure) Reset() {
 	*x = Failure{}
-	mi := &file_protocol_pluginpb_nodepack_proto_msgTypes[14]
+	mi := &file_protocol_pluginpb_nodepack_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1152,7 +1214,7 @@ func (x *Failure) String() string {
 func (*Failure) ProtoMessage() {}
 
 func (x *Failure) ProtoReflect() protoreflect.Message {
-	mi := &file_protocol_pluginpb_nodepack_proto_msgTypes[14]
+	mi := &file_protocol_pluginpb_nodepack_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1165,7 +1227,7 @@ func (x *Failure) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Failure.ProtoReflect.Descriptor instead.
 func (*Failure) Descriptor() ([]byte, []int) {
-	return file_protocol_pluginpb_nodepack_proto_rawDescGZIP(), []int{14}
+	return file_protocol_pluginpb_nodepack_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Failure) GetExceptionType() string {
@@ -1198,7 +1260,7 @@ type ReleaseRequest struct {
 
 func (x *ReleaseRequest) Reset() {
 	*x = ReleaseRequest{}
-	mi := &file_protocol_pluginpb_nodepack_proto_msgTypes[15]
+	mi := &file_protocol_pluginpb_nodepack_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1210,7 +1272,7 @@ func (x *ReleaseRequest) String() string {
 func (*ReleaseRequest) ProtoMessage() {}
 
 func (x *ReleaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_protocol_pluginpb_nodepack_proto_msgTypes[15]
+	mi := &file_protocol_pluginpb_nodepack_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1223,7 +1285,7 @@ func (x *ReleaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseRequest.ProtoReflect.Descriptor instead.
 func (*ReleaseRequest) Descriptor() ([]byte, []int) {
-	return file_protocol_pluginpb_nodepack_proto_rawDescGZIP(), []int{15}
+	return file_protocol_pluginpb_nodepack_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ReleaseRequest) GetIds() []string {
@@ -1241,7 +1303,7 @@ type ReleaseResponse struct {
 
 func (x *ReleaseResponse) Reset() {
 	*x = ReleaseResponse{}
-	mi := &file_protocol_pluginpb_nodepack_proto_msgTypes[16]
+	mi := &file_protocol_pluginpb_nodepack_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1253,7 +1315,7 @@ func (x *ReleaseResponse) String() string {
 func (*ReleaseResponse) ProtoMessage() {}
 
 func (x *ReleaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_protocol_pluginpb_nodepack_proto_msgTypes[16]
+	mi := &file_protocol_pluginpb_nodepack_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1266,7 +1328,7 @@ func (x *ReleaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseResponse.ProtoReflect.Descriptor instead.
 func (*ReleaseResponse) Descriptor() ([]byte, []int) {
-	return file_protocol_pluginpb_nodepack_proto_rawDescGZIP(), []int{16}
+	return file_protocol_pluginpb_nodepack_proto_rawDescGZIP(), []int{17}
 }
 
 var File_protocol_pluginpb_nodepack_proto protoreflect.FileDescriptor
@@ -1335,13 +1397,16 @@ const file_protocol_pluginpb_nodepack_proto_rawDesc = "" +
 	"max_pixels\x18\x03 \x01(\x03R\tmaxPixels\x12#\n" +
 	"\rtensor_budget\x18\x04 \x01(\x03R\ftensorBudget\x12\x1f\n" +
 	"\vtensor_held\x18\x05 \x01(\x03R\n" +
-	"tensorHeld\"\xf6\x01\n" +
+	"tensorHeld\"\xbf\x02\n" +
 	"\bRunEvent\x123\n" +
 	"\x04part\x18\x01 \x01(\v2\x1d.nodecast.plugin.v1.ImagePartH\x00R\x04part\x12:\n" +
 	"\bprogress\x18\x02 \x01(\v2\x1c.nodecast.plugin.v1.ProgressH\x00R\bprogress\x127\n" +
 	"\x06result\x18\x03 \x01(\v2\x1d.nodecast.plugin.v1.RunResultH\x00R\x06result\x127\n" +
-	"\afailure\x18\x04 \x01(\v2\x1b.nodecast.plugin.v1.FailureH\x00R\afailureB\a\n" +
-	"\x05event\"\xd9\x02\n" +
+	"\afailure\x18\x04 \x01(\v2\x1b.nodecast.plugin.v1.FailureH\x00R\afailure\x12G\n" +
+	"\rprogress_text\x18\x05 \x01(\v2 .nodecast.plugin.v1.ProgressTextH\x00R\fprogressTextB\a\n" +
+	"\x05event\"\"\n" +
+	"\fProgressText\x12\x12\n" +
+	"\x04text\x18\x01 \x01(\tR\x04text\"\xd9\x02\n" +
 	"\tImagePart\x12\x14\n" +
 	"\x05event\x18\x01 \x01(\tR\x05event\x12\x1b\n" +
 	"\tprompt_id\x18\x02 \x01(\tR\bpromptId\x12\x12\n" +
@@ -1391,7 +1456,7 @@ func file_protocol_pluginpb_nodepack_proto_rawDescGZIP() []byte {
 	return file_protocol_pluginpb_nodepack_proto_rawDescData
 }
 
-var file_protocol_pluginpb_nodepack_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_protocol_pluginpb_nodepack_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_protocol_pluginpb_nodepack_proto_goTypes = []any{
 	(*DescribeRequest)(nil),  // 0: nodecast.plugin.v1.DescribeRequest
 	(*DescribeResponse)(nil), // 1: nodecast.plugin.v1.DescribeResponse
@@ -1404,13 +1469,14 @@ var file_protocol_pluginpb_nodepack_proto_goTypes = []any{
 	(*RunRequest)(nil),       // 8: nodecast.plugin.v1.RunRequest
 	(*RunLimits)(nil),        // 9: nodecast.plugin.v1.RunLimits
 	(*RunEvent)(nil),         // 10: nodecast.plugin.v1.RunEvent
-	(*ImagePart)(nil),        // 11: nodecast.plugin.v1.ImagePart
-	(*Progress)(nil),         // 12: nodecast.plugin.v1.Progress
-	(*RunResult)(nil),        // 13: nodecast.plugin.v1.RunResult
-	(*Failure)(nil),          // 14: nodecast.plugin.v1.Failure
-	(*ReleaseRequest)(nil),   // 15: nodecast.plugin.v1.ReleaseRequest
-	(*ReleaseResponse)(nil),  // 16: nodecast.plugin.v1.ReleaseResponse
-	nil,                      // 17: nodecast.plugin.v1.RunRequest.InputsEntry
+	(*ProgressText)(nil),     // 11: nodecast.plugin.v1.ProgressText
+	(*ImagePart)(nil),        // 12: nodecast.plugin.v1.ImagePart
+	(*Progress)(nil),         // 13: nodecast.plugin.v1.Progress
+	(*RunResult)(nil),        // 14: nodecast.plugin.v1.RunResult
+	(*Failure)(nil),          // 15: nodecast.plugin.v1.Failure
+	(*ReleaseRequest)(nil),   // 16: nodecast.plugin.v1.ReleaseRequest
+	(*ReleaseResponse)(nil),  // 17: nodecast.plugin.v1.ReleaseResponse
+	nil,                      // 18: nodecast.plugin.v1.RunRequest.InputsEntry
 }
 var file_protocol_pluginpb_nodepack_proto_depIdxs = []int32{
 	2,  // 0: nodecast.plugin.v1.DescribeResponse.nodes:type_name -> nodecast.plugin.v1.NodeSpec
@@ -1418,29 +1484,30 @@ var file_protocol_pluginpb_nodepack_proto_depIdxs = []int32{
 	4,  // 2: nodecast.plugin.v1.NodeSpec.outputs:type_name -> nodecast.plugin.v1.OutputSpec
 	5,  // 3: nodecast.plugin.v1.TensorChunk.header:type_name -> nodecast.plugin.v1.TensorRef
 	5,  // 4: nodecast.plugin.v1.Value.tensor:type_name -> nodecast.plugin.v1.TensorRef
-	17, // 5: nodecast.plugin.v1.RunRequest.inputs:type_name -> nodecast.plugin.v1.RunRequest.InputsEntry
+	18, // 5: nodecast.plugin.v1.RunRequest.inputs:type_name -> nodecast.plugin.v1.RunRequest.InputsEntry
 	9,  // 6: nodecast.plugin.v1.RunRequest.limits:type_name -> nodecast.plugin.v1.RunLimits
-	11, // 7: nodecast.plugin.v1.RunEvent.part:type_name -> nodecast.plugin.v1.ImagePart
-	12, // 8: nodecast.plugin.v1.RunEvent.progress:type_name -> nodecast.plugin.v1.Progress
-	13, // 9: nodecast.plugin.v1.RunEvent.result:type_name -> nodecast.plugin.v1.RunResult
-	14, // 10: nodecast.plugin.v1.RunEvent.failure:type_name -> nodecast.plugin.v1.Failure
-	7,  // 11: nodecast.plugin.v1.RunResult.outputs:type_name -> nodecast.plugin.v1.Value
-	7,  // 12: nodecast.plugin.v1.RunRequest.InputsEntry.value:type_name -> nodecast.plugin.v1.Value
-	0,  // 13: nodecast.plugin.v1.NodePack.Describe:input_type -> nodecast.plugin.v1.DescribeRequest
-	8,  // 14: nodecast.plugin.v1.NodePack.Run:input_type -> nodecast.plugin.v1.RunRequest
-	6,  // 15: nodecast.plugin.v1.NodePack.PutTensor:input_type -> nodecast.plugin.v1.TensorChunk
-	5,  // 16: nodecast.plugin.v1.NodePack.GetTensor:input_type -> nodecast.plugin.v1.TensorRef
-	15, // 17: nodecast.plugin.v1.NodePack.Release:input_type -> nodecast.plugin.v1.ReleaseRequest
-	1,  // 18: nodecast.plugin.v1.NodePack.Describe:output_type -> nodecast.plugin.v1.DescribeResponse
-	10, // 19: nodecast.plugin.v1.NodePack.Run:output_type -> nodecast.plugin.v1.RunEvent
-	5,  // 20: nodecast.plugin.v1.NodePack.PutTensor:output_type -> nodecast.plugin.v1.TensorRef
-	6,  // 21: nodecast.plugin.v1.NodePack.GetTensor:output_type -> nodecast.plugin.v1.TensorChunk
-	16, // 22: nodecast.plugin.v1.NodePack.Release:output_type -> nodecast.plugin.v1.ReleaseResponse
-	18, // [18:23] is the sub-list for method output_type
-	13, // [13:18] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	12, // 7: nodecast.plugin.v1.RunEvent.part:type_name -> nodecast.plugin.v1.ImagePart
+	13, // 8: nodecast.plugin.v1.RunEvent.progress:type_name -> nodecast.plugin.v1.Progress
+	14, // 9: nodecast.plugin.v1.RunEvent.result:type_name -> nodecast.plugin.v1.RunResult
+	15, // 10: nodecast.plugin.v1.RunEvent.failure:type_name -> nodecast.plugin.v1.Failure
+	11, // 11: nodecast.plugin.v1.RunEvent.progress_text:type_name -> nodecast.plugin.v1.ProgressText
+	7,  // 12: nodecast.plugin.v1.RunResult.outputs:type_name -> nodecast.plugin.v1.Value
+	7,  // 13: nodecast.plugin.v1.RunRequest.InputsEntry.value:type_name -> nodecast.plugin.v1.Value
+	0,  // 14: nodecast.plugin.v1.NodePack.Describe:input_type -> nodecast.plugin.v1.DescribeRequest
+	8,  // 15: nodecast.plugin.v1.NodePack.Run:input_type -> nodecast.plugin.v1.RunRequest
+	6,  // 16: nodecast.plugin.v1.NodePack.PutTensor:input_type -> nodecast.plugin.v1.TensorChunk
+	5,  // 17: nodecast.plugin.v1.NodePack.GetTensor:input_type -> nodecast.plugin.v1.TensorRef
+	16, // 18: nodecast.plugin.v1.NodePack.Release:input_type -> nodecast.plugin.v1.ReleaseRequest
+	1,  // 19: nodecast.plugin.v1.NodePack.Describe:output_type -> nodecast.plugin.v1.DescribeResponse
+	10, // 20: nodecast.plugin.v1.NodePack.Run:output_type -> nodecast.plugin.v1.RunEvent
+	5,  // 21: nodecast.plugin.v1.NodePack.PutTensor:output_type -> nodecast.plugin.v1.TensorRef
+	6,  // 22: nodecast.plugin.v1.NodePack.GetTensor:output_type -> nodecast.plugin.v1.TensorChunk
+	17, // 23: nodecast.plugin.v1.NodePack.Release:output_type -> nodecast.plugin.v1.ReleaseResponse
+	19, // [19:24] is the sub-list for method output_type
+	14, // [14:19] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_protocol_pluginpb_nodepack_proto_init() }
@@ -1461,6 +1528,7 @@ func file_protocol_pluginpb_nodepack_proto_init() {
 		(*RunEvent_Progress)(nil),
 		(*RunEvent_Result)(nil),
 		(*RunEvent_Failure)(nil),
+		(*RunEvent_ProgressText)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1468,7 +1536,7 @@ func file_protocol_pluginpb_nodepack_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_protocol_pluginpb_nodepack_proto_rawDesc), len(file_protocol_pluginpb_nodepack_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   18,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
