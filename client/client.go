@@ -61,6 +61,10 @@ const (
 	// says why); messages were missed, read /history for them. Images that
 	// were incomplete at the drop are listed in Dropped.
 	KindResumeLost
+	// KindProgressText is a node's progress text, a TEXT frame (type 3, as
+	// ComfyUI's send_progress_text sends it): Node and Text. It carries no
+	// seq and is not replayed after a resume.
+	KindProgressText
 )
 
 // Event is one thing the host sent, in the host's order.
@@ -72,6 +76,9 @@ type Event struct {
 	Image   *protocol.Image // KindImage
 	Reason  string          // KindResumeLost
 	Dropped []protocol.PendingImage
+
+	Node string // KindProgressText: the node id
+	Text string // KindProgressText: the text
 }
 
 // IsPromptDone reports whether ev is the executing message with node null
@@ -387,6 +394,12 @@ func (c *Client) handle(kind int, msg []byte, resuming, answered bool) ([]Event,
 				mime = "image/jpeg"
 			}
 			return []Event{{Kind: KindImage, Image: &protocol.Image{MIME: mime, Size: int64(len(data)), Data: data}}}, false, nil
+		case protocol.BinaryText:
+			node, text, err := protocol.ParseTextFrame(msg)
+			if err != nil {
+				return nil, false, err
+			}
+			return []Event{{Kind: KindProgressText, Node: node, Text: text}}, false, nil
 		}
 		return nil, false, nil // a frame type this client does not know
 	}

@@ -9,7 +9,9 @@
 // so every message arrives once, with nothing missing and no torn image.
 // When the host cannot resume (its window no longer holds the position, or
 // it restarted), an Event of kind KindResumeLost says so, with the reason:
-// what was missed is then in the host's /history.
+// what was missed is then in the host's /history. A node's progress text
+// (ComfyUI's TEXT frames, type 3) arrives as KindProgressText events with
+// the node id; they are live only, a resume does not replay them.
 //
 //	c, err := client.Dial(ctx, "http://127.0.0.1:8188", client.Options{})
 //	...

@@ -2,6 +2,7 @@ package e2e_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/nodecast/nodecast/client"
 	"github.com/nodecast/nodecast/host/config"
 	"github.com/nodecast/nodecast/host/internal/testbin"
 	"github.com/nodecast/nodecast/protocol"
@@ -107,16 +109,7 @@ func comfyTextFrame(node, text string) []byte {
 // reaches every client, PART clients included. Text over the limit fails the
 // node with an error naming the limit and the length, and the host goes on.
 func TestProgressTextFrames(t *testing.T) {
-	opts := serveOptions(t, config.Default())
-	bin := testbin.MustBuild(t, "github.com/nodecast/nodecast/examples/progresstext")
-	b, err := os.ReadFile(bin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(opts.PluginDir, "progresstext"), b, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	s := startServer(t, opts)
+	s := progressTextServer(t)
 	owner := dialRaw(t, s, "owner", nil)
 	other := dialRaw(t, s, "other", protocol.FeatureFlags{protocol.FlagImageParts: true})
 
@@ -181,5 +174,64 @@ func TestProgressTextFrames(t *testing.T) {
 	id4 := queuePrompt(t, s, prompt, "owner")
 	if got := textFrames(owner.untilEnd(id4)); len(got) != 1 || !bytes.Equal(got[0], comfyTextFrame("7", "again 1/1")) {
 		t.Errorf("after the failure: %q", got)
+	}
+}
+
+// progressTextServer serves the built-in pack and the progresstext example,
+// built and dropped into the plugin folder as a user would.
+func progressTextServer(t *testing.T) *server {
+	t.Helper()
+	opts := serveOptions(t, config.Default())
+	bin := testbin.MustBuild(t, "github.com/nodecast/nodecast/examples/progresstext")
+	b, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(opts.PluginDir, "progresstext"), b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return startServer(t, opts)
+}
+
+// TestGoClientProgressText: the Go client, which negotiates PART and
+// resume, surfaces TEXT frames as KindProgressText events in the host's
+// order, and its seq check sees no hole (TEXT frames take no seq).
+func TestGoClientProgressText(t *testing.T) {
+	s := progressTextServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c, err := client.Dial(ctx, s.URL, client.Options{ClientID: "go-text"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	id, err := c.QueuePrompt(ctx, map[string]any{"3": map[string]any{"class_type": "ShowProgressText", "inputs": map[string]any{"text": "go", "steps": 4}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var texts []string
+	var lastSeq uint64
+	for ev := range c.Events() {
+		switch {
+		case ev.Kind == client.KindProgressText:
+			if ev.Node != "3" || ev.Seq != 0 {
+				t.Errorf("event %+v, want node 3 without seq", ev)
+			}
+			texts = append(texts, ev.Text)
+		case ev.Kind == client.KindMessage && ev.Seq != 0:
+			if lastSeq != 0 && ev.Seq != lastSeq+1 {
+				t.Errorf("seq %d after %d", ev.Seq, lastSeq)
+			}
+			lastSeq = ev.Seq
+		}
+		if ev.IsPromptDone(id) {
+			break
+		}
+	}
+	if err := c.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"go 1/4", "go 2/4", "go 3/4", "go 4/4"}; strings.Join(texts, "|") != strings.Join(want, "|") {
+		t.Errorf("texts %q, want %q", texts, want)
 	}
 }
