@@ -14,7 +14,7 @@ import (
 type partsOnly struct{}
 
 func (partsOnly) EmitPart(context.Context, *protocol.ImagePart) error { return nil }
-func (partsOnly) Progress(context.Context, int, int) error           { return nil }
+func (partsOnly) Progress(context.Context, int, int) error            { return nil }
 
 // textRecorder is a TextEmitter that records what it is sent.
 type textRecorder struct {
