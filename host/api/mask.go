@@ -12,7 +12,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"strings"
 
 	"github.com/nodecast/nodecast/host/executor"
 	"github.com/nodecast/nodecast/sendimage"
@@ -72,16 +71,8 @@ func (s *server) postUploadMask(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, typeBadOriginalRef, `original_ref has no "filename"`, raw)
 		return
 	}
-	filename, typ := *ref.Filename, ref.Type
-	for _, t := range []string{"input", "output", "temp"} { // folder_paths.annotated_filepath
-		if strings.HasSuffix(filename, " ["+t+"]") {
-			filename, typ = strings.TrimSuffix(filename, " ["+t+"]"), t
-		}
-	}
-	if typ == "" {
-		typ = "output"
-	}
-	if filename == "" || strings.HasPrefix(filename, "/") || strings.Contains(filename, "..") || strings.ContainsAny(filename, "\\\x00") {
+	filename, typ := annotatedPath(*ref.Filename, ref.Type)
+	if badFilename(filename) {
 		writeError(w, http.StatusBadRequest, typeBadOriginalRef, "original_ref names a file outside its folder", fmt.Sprintf("filename %q", filename))
 		return
 	}

@@ -53,17 +53,8 @@ func (s *server) getView(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	filename := q.Get("filename")
-	typ := q.Get("type")
-	for _, t := range []string{"input", "output", "temp"} {
-		if strings.HasSuffix(filename, " ["+t+"]") {
-			filename, typ = strings.TrimSuffix(filename, " ["+t+"]"), t
-		}
-	}
-	if typ == "" {
-		typ = "output"
-	}
-	if filename == "" || strings.HasPrefix(filename, "/") || strings.Contains(filename, "..") || strings.ContainsAny(filename, "\\\x00") {
+	filename, typ := annotatedPath(q.Get("filename"), q.Get("type"))
+	if badFilename(filename) {
 		writeError(w, http.StatusBadRequest, typeBadPath, "Bad file name", fmt.Sprintf("%q", filename))
 		return
 	}
@@ -280,4 +271,25 @@ func channelPixels(p *sendimage.Pixels, channel string) *sendimage.Pixels {
 		return out
 	}
 	return p
+}
+
+// annotatedPath is ComfyUI's folder_paths.annotated_filepath: a name ending
+// in " [input]", " [output]" or " [temp]" picks its folder type; otherwise
+// typ does, output when empty.
+func annotatedPath(filename, typ string) (string, string) {
+	for _, t := range []string{"input", "output", "temp"} {
+		if strings.HasSuffix(filename, " ["+t+"]") {
+			filename, typ = strings.TrimSuffix(filename, " ["+t+"]"), t
+		}
+	}
+	if typ == "" {
+		typ = "output"
+	}
+	return filename, typ
+}
+
+// badFilename is ComfyUI's check of a file name that must stay in its
+// folder (empty, a leading "/" or ".."), plus backslashes and NUL.
+func badFilename(name string) bool {
+	return name == "" || strings.HasPrefix(name, "/") || strings.Contains(name, "..") || strings.ContainsAny(name, "\\\x00")
 }
