@@ -64,3 +64,24 @@ func TestProgressText(t *testing.T) {
 	back := connect(t, srv, dialOpts{query: "clientId=plain"})
 	back.expectText("3", "while away")
 }
+
+// TestProgressTextSlowClient: a node that floods progress text at a client
+// that does not read fills that client's bounded queue, and the client is
+// evicted with 1008 while another client keeps getting its frames.
+func TestProgressTextSlowClient(t *testing.T) {
+	h, srv := startHub(t, Options{QueueBytes: 1 << 20})
+	slow := connect(t, srv, dialOpts{query: "clientId=slow"})
+	fast := connect(t, srv, dialOpts{query: "clientId=fast"})
+	text := strings.Repeat("t", protocol.MaxProgressTextBytes)
+	for i := 0; h.Stats().Evictions == 0; i++ {
+		if i == 100000 {
+			t.Fatal("no eviction after 100000 frames (6.5 GB)")
+		}
+		h.SendProgressText("slow", "1", text)
+	}
+	h.SendProgressText("fast", "2", "still served")
+	fast.expectText("2", "still served")
+	if ce := readClose(t, slow.conn); ce == nil || ce.Code != CloseSlowClient {
+		t.Errorf("slow client closed with %v, want 1008", ce)
+	}
+}
