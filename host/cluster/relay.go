@@ -17,7 +17,7 @@ import (
 
 // Headers of the messages on the message stream.
 const (
-	hKind    = "Nc-Kind" // json, part or abort
+	hKind    = "Nc-Kind" // json, part, text or abort
 	hClient  = "Nc-Client"
 	hPrompt  = "Nc-Prompt"
 	hAttempt = "Nc-Attempt" // the prompt's delivery attempt on the executing host
@@ -25,6 +25,7 @@ const (
 	hPart    = "Nc-Part"    // a part's header (JSON of partHead)
 	hChunk   = "Nc-Chunk"   // "i/n": this NATS message is chunk i of n of a part's data
 	hID      = "Nc-Id"      // the chunks of one part share it
+	hNode    = "Nc-Node"    // the node a progress text comes from
 	outSubj  = "nodecast.out.m"
 )
 
@@ -36,13 +37,17 @@ type partHead struct {
 }
 
 // relay is the executor's Broadcaster on a cluster host: it publishes what
-// the executor sends to the message stream instead of the local hub.
+// the executor sends to the message stream instead of the local hub. It is
+// a TextBroadcaster too, so a node's progress text reaches a client whose
+// socket another host holds.
 type relay struct{ n *Node }
 
 // Broadcaster returns the executor.Broadcaster that publishes to the
 // cluster's message stream; every host's Serve hands the messages on to its
 // own hub.
 func (n *Node) Broadcaster() executor.Broadcaster { return relay{n} }
+
+var _ executor.TextBroadcaster = relay{}
 
 func (r relay) header(kind, clientID, promptID string) nats.Header {
 	h := nats.Header{}
@@ -112,6 +117,16 @@ func (r relay) Publish(clientID string, p *protocol.ImagePart) error {
 		r.n.chunks.Add(1)
 	}
 	return nil
+}
+
+// SendProgressText publishes a node's progress text; the executor checked
+// it against protocol's limit, which is far below any max_payload.
+func (r relay) SendProgressText(clientID, nodeID, text string) {
+	h := r.header("text", clientID, "")
+	h.Set(hNode, nodeID)
+	if err := r.publish(&nats.Msg{Header: h, Data: []byte(text)}); err != nil {
+		r.n.log.Error("cluster: progress text not published", "node", nodeID, "err", err)
+	}
 }
 
 func (r relay) AbortImages(promptID string) {
@@ -222,6 +237,10 @@ func (rc *receiver) handle(m jetstream.Msg) {
 			}
 		}
 		rc.sink.SendJSON(client, typ, json.RawMessage(m.Data()))
+	case "text":
+		if tb, ok := rc.sink.(executor.TextBroadcaster); ok {
+			tb.SendProgressText(client, h.Get(hNode), string(m.Data()))
+		}
 	case "abort":
 		rc.sink.AbortImages(promptID)
 	case "part":
