@@ -209,8 +209,14 @@ func (s *server) postPrompt(w http.ResponseWriter, r *http.Request) {
 	req.ExtraData["create_time"] = time.Now().UnixMilli()
 	// The Comfy-Usage-Source header (which client sent the prompt) is
 	// accepted and not used: it names no behaviour of the server.
-	acc, verr := s.opts.Executor.Submit(r.Context(), req)
-	if verr != nil {
+	acc, err := s.opts.Executor.Submit(r.Context(), req)
+	if err != nil {
+		var verr *executor.ValidationError
+		if !errors.As(err, &verr) {
+			s.log.Error("prompt not queued", "err", err)
+			writeJSON(w, http.StatusInternalServerError, executor.NewValidationError("server_error", "The prompt could not be queued", err.Error()))
+			return
+		}
 		status := http.StatusBadRequest
 		if verr.Detail.Type == executor.TypeQueueClosed {
 			status = http.StatusServiceUnavailable

@@ -175,9 +175,10 @@ func TestPrecedence(t *testing.T) {
 			t.Errorf("node %s ran with %v, want %s %s %s %d", tc.node, img, tc.event, tc.encoder, tc.wire, tc.partSize)
 		}
 	}
-	if _, verr := e.Submit(ctx, executor.Request{Workflow: "landscape"}); verr == nil || verr.Detail.Type != executor.TypeUnknownWorkflow ||
+	_, err = e.Submit(ctx, executor.Request{Workflow: "landscape"})
+	if verr := (*executor.ValidationError)(nil); !errors.As(err, &verr) || verr.Detail.Type != executor.TypeUnknownWorkflow ||
 		!strings.Contains(verr.Detail.Message, "landscape") || !strings.Contains(verr.Detail.Details, "portrait") {
-		t.Errorf("unknown workflow: %v", verr)
+		t.Errorf("unknown workflow: %v", err)
 	}
 }
 

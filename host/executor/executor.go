@@ -2,7 +2,6 @@ package executor
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -234,10 +233,18 @@ func (e *Executor) Workflows() []string {
 	return names
 }
 
-// Submit validates a prompt and queues it. A refused prompt gets ComfyUI's
-// 400 shape; an accepted one may still list node errors of outputs that will
-// not run.
-func (e *Executor) Submit(ctx context.Context, req Request) (Accepted, *ValidationError) {
+// Submit validates a prompt and queues it. A refused prompt's error is a
+// *ValidationError (errors.As), ComfyUI's 400 shape; an accepted one may
+// still list node errors of outputs that will not run.
+func (e *Executor) Submit(ctx context.Context, req Request) (Accepted, error) {
+	acc, verr := e.submit(ctx, req)
+	if verr != nil { // not a nil *ValidationError in a non-nil error
+		return Accepted{}, verr
+	}
+	return acc, nil
+}
+
+func (e *Executor) submit(ctx context.Context, req Request) (Accepted, *ValidationError) {
 	if err := ctx.Err(); err != nil {
 		return Accepted{}, NewValidationError(TypeQueueClosed, "Request cancelled", err.Error())
 	}
@@ -280,7 +287,7 @@ func (e *Executor) Submit(ctx context.Context, req Request) (Accepted, *Validati
 	secrets := splitSensitive(extra, e.opts.sensitiveKeys())
 	promptID := req.PromptID
 	if promptID == "" {
-		promptID = newUUID()
+		promptID = protocol.NewUUID()
 	}
 
 	if e.opts.Cluster != nil && !req.local {
@@ -546,15 +553,6 @@ func (e *Executor) sendStatusLocked() {
 	e.opts.Broadcaster.SendJSON("", protocol.TypeStatus, protocol.StatusData{
 		Status: protocol.Status{ExecInfo: protocol.ExecInfo{QueueRemaining: len(e.pending) + len(e.running)}},
 	})
-}
-
-// newUUID returns a random (version 4) UUID string.
-func newUUID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }
 
 type discard struct{}
