@@ -53,7 +53,7 @@ type Options struct {
 	// of base64 images fit.
 	MaxBodyBytes int64
 	// Workflows are the configured workflows a prompt may name instead of
-	// sending a graph (config.Config.ExecutorWorkflows).
+	// sending a graph (see ConfigOptions).
 	Workflows map[string]executor.Workflow
 	// Defaults are the host's values for sender inputs (event, encoder, wire,
 	// part_size ...) where neither the node nor its workflow sets one.
