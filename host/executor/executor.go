@@ -4,8 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -225,12 +225,7 @@ func (e *Executor) Close() error {
 
 // Workflows lists the configured workflows' names, sorted.
 func (e *Executor) Workflows() []string {
-	names := make([]string, 0, len(e.opts.Workflows))
-	for k := range e.opts.Workflows {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	return names
+	return slices.Sorted(maps.Keys(e.opts.Workflows))
 }
 
 // Submit validates a prompt and queues it. A refused prompt's error is a
@@ -275,9 +270,7 @@ func (e *Executor) submit(ctx context.Context, req Request) (Accepted, *Validati
 	}
 
 	extra := make(map[string]any, len(req.ExtraData)+1)
-	for k, v := range req.ExtraData {
-		extra[k] = v
-	}
+	maps.Copy(extra, req.ExtraData)
 	clientID := req.ClientID
 	if clientID != "" {
 		extra["client_id"] = clientID
