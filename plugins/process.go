@@ -77,8 +77,8 @@ func Start(ctx context.Context, cfg ProcessConfig) (*Process, error) {
 	stdout := hclogslog.NewLineWriter(logger, slog.LevelInfo, "plugin", base, "stream", "stdout")
 	stderr := hclogslog.NewLineWriter(logger, slog.LevelInfo, "plugin", base, "stream", "stderr")
 	ccfg := &plugin.ClientConfig{
-		HandshakeConfig:  Handshake,
-		Plugins:          PluginMap,
+		HandshakeConfig:  handshake,
+		Plugins:          pluginMap,
 		Cmd:              cmd,
 		SkipHostEnv:      true, // already in cmd.Env, before the command's own
 		StartTimeout:     cfg.StartTimeout,
@@ -113,7 +113,7 @@ func Start(ctx context.Context, cfg ProcessConfig) (*Process, error) {
 			ch <- started{err: err}
 			return
 		}
-		raw, err := rpc.Dispense(PluginName)
+		raw, err := rpc.Dispense(pluginName)
 		if err != nil {
 			ch <- started{err: err}
 			return

@@ -77,7 +77,7 @@ type Options struct {
 	// CacheBytes bounds the tensor bytes of the node outputs kept between
 	// prompts (ComfyUI's cache: an unchanged node is not run again).
 	// 0 or negative = no cache (--cache-none); nodecast serve's config
-	// defaults to DefaultCacheBytes.
+	// defaults to config.DefaultCacheBytes.
 	CacheBytes int64
 	// Cluster, when set, takes validated prompts instead of the local
 	// queue and carries interrupts to every host (see Cluster); the

@@ -69,7 +69,7 @@ func TestStatusIsFirst(t *testing.T) {
 func TestFeatureFlags(t *testing.T) {
 	h, srv := startHub(t, Options{ServerFlags: map[string]any{"max_upload_size": 1 << 20, protocol.FlagImageParts: false}})
 	c := connect(t, srv, dialOpts{query: "clientId=flags"})
-	if _, ok := h.Flags("flags"); !ok {
+	if _, ok := h.clientFlags("flags"); !ok {
 		t.Fatal("Flags: client not found")
 	}
 	// Malformed and unknown messages are ignored and leave the connection up.
@@ -95,7 +95,7 @@ func TestFeatureFlags(t *testing.T) {
 				t.Errorf("round %d: flag %s = %v, want %v", round, k, got[k], v)
 			}
 		}
-		flags, ok := h.Flags("flags")
+		flags, ok := h.clientFlags("flags")
 		if !ok || flags.Bool(protocol.FlagImageParts) != (round == 0) || flags["x"] != float64(round) {
 			t.Errorf("round %d: stored flags %v", round, flags)
 		}
