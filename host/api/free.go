@@ -2,7 +2,6 @@ package api
 
 import (
 	"encoding/json"
-	"io"
 	"net/http"
 )
 
@@ -14,9 +13,8 @@ func (s *server) postFree(w http.ResponseWriter, r *http.Request) {
 	if s.noExecutor(w) {
 		return
 	}
-	raw, err := io.ReadAll(r.Body)
-	if err != nil {
-		s.bodyError(w, err, "Cannot read the request body")
+	raw, ok := s.readRawBody(w, r)
+	if !ok {
 		return
 	}
 	body := struct {

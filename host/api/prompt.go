@@ -20,9 +20,8 @@ import (
 // readObject reads a JSON object body. An empty body is an empty object when
 // emptyOK; numbers are kept as json.Number so large seeds survive.
 func (s *server) readObject(w http.ResponseWriter, r *http.Request, emptyOK bool) (map[string]json.RawMessage, bool) {
-	raw, err := readBody(r)
-	if err != nil {
-		s.bodyError(w, err, "Cannot read the request body")
+	raw, ok := s.readRawBody(w, r)
+	if !ok {
 		return nil, false
 	}
 	if len(bytes.TrimSpace(raw)) == 0 {
@@ -42,6 +41,17 @@ func (s *server) readObject(w http.ResponseWriter, r *http.Request, emptyOK bool
 		return nil, false
 	}
 	return fields, true
+}
+
+// readRawBody reads a whole body, answering one it cannot read (over the
+// limit, cut short) itself: ok is false then.
+func (s *server) readRawBody(w http.ResponseWriter, r *http.Request) (raw []byte, ok bool) {
+	raw, err := readBody(r)
+	if err != nil {
+		s.bodyError(w, err, "Cannot read the request body")
+		return nil, false
+	}
+	return raw, true
 }
 
 // readBody reads a whole body into one buffer sized by Content-Length when
@@ -293,9 +303,8 @@ func (s *server) postInterrupt(w http.ResponseWriter, r *http.Request) {
 	if s.noExecutor(w) {
 		return
 	}
-	raw, err := io.ReadAll(r.Body)
-	if err != nil {
-		s.bodyError(w, err, "Cannot read the request body")
+	raw, ok := s.readRawBody(w, r)
+	if !ok {
 		return
 	}
 	var body struct {

@@ -27,8 +27,9 @@ type Runner interface {
 
 var _ Runner = (*supervisor.Supervisor)(nil)
 
-// Broadcaster is what the executor needs from the hub (hub.Broadcaster has
-// the same methods). clientID "" means every client.
+// Broadcaster is what the executor needs from the hub: *hub.Hub satisfies
+// it, and so does a cluster node's Broadcaster, which relays to the host
+// holding the client. clientID "" means every client.
 type Broadcaster interface {
 	SendJSON(clientID, typ string, data any)
 	Publish(clientID string, p *protocol.ImagePart) error
