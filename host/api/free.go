@@ -10,10 +10,7 @@ import (
 // the next prompt runs every node and the plugins release the cached
 // tensors. An empty body, as some clients send, empties it too.
 func (s *server) postFree(w http.ResponseWriter, r *http.Request) {
-	if s.noExecutor(w) {
-		return
-	}
-	raw, ok := s.readRawBody(w, r)
+	raw, ok := s.controlBody(w, r)
 	if !ok {
 		return
 	}

@@ -43,6 +43,15 @@ func (s *server) readObject(w http.ResponseWriter, r *http.Request, emptyOK bool
 	return fields, true
 }
 
+// controlBody starts the executor's control routes (/free, /interrupt): it
+// answers 503 when the server runs no prompts, else reads the whole body.
+func (s *server) controlBody(w http.ResponseWriter, r *http.Request) (raw []byte, ok bool) {
+	if s.noExecutor(w) {
+		return nil, false
+	}
+	return s.readRawBody(w, r)
+}
+
 // readRawBody reads a whole body, answering one it cannot read (over the
 // limit, cut short) itself: ok is false then.
 func (s *server) readRawBody(w http.ResponseWriter, r *http.Request) (raw []byte, ok bool) {
@@ -300,10 +309,7 @@ func (s *server) postQueue(w http.ResponseWriter, r *http.Request) {
 // prompt is the one running. A body that is not JSON means a global
 // interrupt, as in ComfyUI.
 func (s *server) postInterrupt(w http.ResponseWriter, r *http.Request) {
-	if s.noExecutor(w) {
-		return
-	}
-	raw, ok := s.readRawBody(w, r)
+	raw, ok := s.controlBody(w, r)
 	if !ok {
 		return
 	}
