@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -30,12 +31,44 @@ func holdStartUntilGate() {
 	if gate == "" || os.Getenv(plugins.PackEnv) == "" {
 		return
 	}
+	// The pid tells a test which process this start made.
+	os.WriteFile(gate+".pid", []byte(strconv.Itoa(os.Getpid())), 0o644)
 	for {
 		if _, err := os.Stat(gate); err == nil {
 			return
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// closeGateAndRestart kills the pack's plugin with its gate closed and
+// starts a call that restarts it, returning once the restart is under way.
+// The call's outcome arrives on the channel.
+func closeGateAndRestart(t *testing.T, s *supervisor.Supervisor, gate string, call supervisor.Call) <-chan error {
+	t.Helper()
+	if err := os.Remove(gate); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(gate + ".pid")
+	if err := syscall.Kill(s.Packs()[0].Pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(hangGuard); s.Packs()[0].Pid != 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("kill not noticed")
+		}
+	}
+	ran := make(chan error, 1)
+	go func() {
+		_, err := s.Run(context.Background(), call, plugins.RunHandlers{})
+		ran <- err
+	}()
+	for deadline := time.Now().Add(hangGuard); !s.Packs()[0].Starting; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the restart never began")
+		}
+	}
+	return ran
 }
 
 // hangGuard bounds waits that only a broken supervisor would exhaust.
@@ -68,27 +101,7 @@ func TestReadersDoNotWaitForAStart(t *testing.T) {
 
 	// Close the gate and kill the plugin: the next call restarts it and
 	// waits at the gate.
-	if err := os.Remove(gate); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Kill(s.Packs()[0].Pid, syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	for deadline := time.Now().Add(hangGuard); s.Packs()[0].Pid != 0; time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("kill not noticed")
-		}
-	}
-	ran := make(chan error, 1)
-	go func() {
-		_, err := s.Run(ctx, make1, plugins.RunHandlers{})
-		ran <- err
-	}()
-	for deadline := time.Now().Add(hangGuard); !s.Packs()[0].Starting; time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the restart never began")
-		}
-	}
+	ran := closeGateAndRestart(t, s, gate, make1)
 
 	type reading struct {
 		scrape string
@@ -155,6 +168,55 @@ func scrape(url string) (string, error) {
 		err = errors.New(resp.Status)
 	}
 	return string(b), err
+}
+
+// TestCloseDuringAStart: Close while a restart is held at its gate waits
+// for that start, which then kills the process it made; the call that
+// started it fails with ErrClosed, and no plugin process is left.
+func TestCloseDuringAStart(t *testing.T) {
+	gate := filepath.Join(t.TempDir(), "gate")
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s, err := supervisor.Start(t.Context(), supervisor.Options{Packs: []supervisor.PackSource{selfPack("alpha")},
+		Env: []string{startGateEnv + "=" + gate}, StartTimeout: 2 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ran := closeGateAndRestart(t, s, gate, supervisor.Call{ClassType: "test.Make", Inputs: map[string]any{"side": int64(1), "value": 0.5}})
+	var pid int
+	for deadline := time.Now().Add(hangGuard); pid == 0; time.Sleep(5 * time.Millisecond) {
+		b, _ := os.ReadFile(gate + ".pid")
+		pid, _ = strconv.Atoi(string(b))
+		if pid == 0 && time.Now().After(deadline) {
+			t.Fatal("the restarted plugin never wrote its pid")
+		}
+	}
+	closed := make(chan struct{})
+	go func() { s.Close(); close(closed) }()
+	select {
+	case <-closed:
+		t.Fatal("Close returned while a start was under way")
+	case err := <-ran:
+		t.Fatalf("the call ended (%v) while its start was held at the gate", err)
+	default:
+	}
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	<-closed
+	// Checked as soon as Close returns: it must have waited for the start
+	// and for the kill of what the start made.
+	if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+		t.Errorf("plugin process %d after Close: kill(0) = %v, want it gone (ESRCH)", pid, err)
+	}
+	if p := s.Packs()[0]; p.Pid != 0 || p.Starting {
+		t.Errorf("Packs after Close: %+v", p)
+	}
+	if err := <-ran; !errors.Is(err, supervisor.ErrClosed) {
+		t.Errorf("the call that started the pack: err = %v, want ErrClosed", err)
+	}
 }
 
 // TestCommandErrorFailsStart: a pack whose command cannot be made fails the
