@@ -126,7 +126,7 @@ func Start(ctx context.Context, opts Options) (*Supervisor, error) {
 		s.log = slog.Default()
 	}
 	srcs := append([]PackSource(nil), opts.Packs...)
-	folder, err := FolderPacks(opts.PluginDir)
+	folder, err := folderPacks(opts.PluginDir)
 	if err != nil {
 		return nil, err
 	}
@@ -166,10 +166,10 @@ func (s *Supervisor) register(ctx context.Context, p *pack) error {
 	return nil
 }
 
-// FolderPacks lists the plugin binaries in dir: executable regular files, by
+// folderPacks lists the plugin binaries in dir: executable regular files, by
 // name. A missing folder gives none; a path that is not a folder is an error.
 // When dir holds ChecksumFile, the binaries it lists carry their checksum.
-func FolderPacks(dir string) ([]PackSource, error) {
+func folderPacks(dir string) ([]PackSource, error) {
 	if dir == "" {
 		return nil, nil
 	}
