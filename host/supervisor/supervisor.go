@@ -8,10 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -282,15 +283,9 @@ func (p *pack) client(ctx context.Context) (c *plugins.PackClient, gen int, prob
 	}
 	if p.proc != nil && !probe { // it died: this start is a restart
 		now := time.Now()
-		recent := p.restarts[:0]
-		for _, t := range p.restarts {
-			if now.Sub(t) < p.s.opts.RestartWindow {
-				recent = append(recent, t)
-			}
-		}
-		p.restarts = recent
-		if len(recent) >= p.s.opts.MaxRestarts {
-			p.openBreaker(now, fmt.Sprintf("restarted %d times within %s", len(recent), p.s.opts.RestartWindow))
+		p.restarts = slices.DeleteFunc(p.restarts, func(t time.Time) bool { return now.Sub(t) >= p.s.opts.RestartWindow })
+		if len(p.restarts) >= p.s.opts.MaxRestarts {
+			p.openBreaker(now, fmt.Sprintf("restarted %d times within %s", len(p.restarts), p.s.opts.RestartWindow))
 			return nil, 0, false, p.breakerRefusal(now)
 		}
 		p.restarts = append(p.restarts, now)
@@ -371,12 +366,9 @@ func (s *Supervisor) Class(name string) (Class, bool) {
 
 // Classes returns every registered class, sorted by class type.
 func (s *Supervisor) Classes() []Class {
-	out := make([]Class, 0, len(s.classes))
-	for _, c := range s.classes {
-		out = append(out, c)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Spec.ClassType < out[j].Spec.ClassType })
-	return out
+	return slices.SortedFunc(maps.Values(s.classes), func(a, b Class) int {
+		return strings.Compare(a.Spec.ClassType, b.Spec.ClassType)
+	})
 }
 
 // PackInfo describes a pack for listings and tests.
