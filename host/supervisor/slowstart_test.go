@@ -44,7 +44,7 @@ func holdStartUntilGate() {
 // closeGateAndRestart kills the pack's plugin with its gate closed and
 // starts a call that restarts it, returning once the restart is under way.
 // The call's outcome arrives on the channel.
-func closeGateAndRestart(t *testing.T, s *supervisor.Supervisor, gate string, call supervisor.Call) <-chan error {
+func closeGateAndRestart(ctx context.Context, t *testing.T, s *supervisor.Supervisor, gate string, call supervisor.Call) <-chan error {
 	t.Helper()
 	if err := os.Remove(gate); err != nil {
 		t.Fatal(err)
@@ -60,7 +60,7 @@ func closeGateAndRestart(t *testing.T, s *supervisor.Supervisor, gate string, ca
 	}
 	ran := make(chan error, 1)
 	go func() {
-		_, err := s.Run(context.Background(), call, plugins.RunHandlers{})
+		_, err := s.Run(ctx, call, plugins.RunHandlers{})
 		ran <- err
 	}()
 	for deadline := time.Now().Add(hangGuard); !s.Packs()[0].Starting; time.Sleep(5 * time.Millisecond) {
@@ -101,7 +101,7 @@ func TestReadersDoNotWaitForAStart(t *testing.T) {
 
 	// Close the gate and kill the plugin: the next call restarts it and
 	// waits at the gate.
-	ran := closeGateAndRestart(t, s, gate, make1)
+	ran := closeGateAndRestart(ctx, t, s, gate, make1)
 
 	type reading struct {
 		scrape string
@@ -184,7 +184,7 @@ func TestCloseDuringAStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	ran := closeGateAndRestart(t, s, gate, supervisor.Call{ClassType: "test.Make", Inputs: map[string]any{"side": int64(1), "value": 0.5}})
+	ran := closeGateAndRestart(t.Context(), t, s, gate, supervisor.Call{ClassType: "test.Make", Inputs: map[string]any{"side": int64(1), "value": 0.5}})
 	var pid int
 	for deadline := time.Now().Add(hangGuard); pid == 0; time.Sleep(5 * time.Millisecond) {
 		b, _ := os.ReadFile(gate + ".pid")
@@ -216,6 +216,39 @@ func TestCloseDuringAStart(t *testing.T) {
 	}
 	if err := <-ran; !errors.Is(err, supervisor.ErrClosed) {
 		t.Errorf("the call that started the pack: err = %v, want ErrClosed", err)
+	}
+}
+
+// TestCancelledStarterDoesNotFailWaiters: the call that started a pack is
+// cancelled while the start is held; a call that waited for that start is
+// not failed by another caller's context: it starts the pack itself.
+func TestCancelledStarterDoesNotFailWaiters(t *testing.T) {
+	gate := filepath.Join(t.TempDir(), "gate")
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := start(t, supervisor.Options{Packs: []supervisor.PackSource{selfPack("alpha")},
+		Env: []string{startGateEnv + "=" + gate}, StartTimeout: 2 * time.Minute})
+	make1 := supervisor.Call{ClassType: "test.Make", Inputs: map[string]any{"side": int64(1), "value": 0.5}}
+	ctx, cancel := context.WithCancel(t.Context())
+	starter := closeGateAndRestart(ctx, t, s, gate, make1)
+	waiter := make(chan error, 1)
+	go func() {
+		_, err := s.Run(t.Context(), make1, plugins.RunHandlers{})
+		waiter <- err
+	}()
+	cancel()
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-starter; !errors.Is(err, context.Canceled) {
+		t.Errorf("the cancelled starter: err = %v, want context.Canceled", err)
+	}
+	if err := <-waiter; err != nil {
+		t.Errorf("the other call: %v, want it to start the pack itself", err)
+	}
+	if p := s.Packs()[0]; p.Pid == 0 || p.Generation != 2 {
+		t.Errorf("Packs: %+v, want running generation 2", p)
 	}
 }
 

@@ -264,10 +264,10 @@ func (p *pack) client(ctx context.Context) (c *plugins.PackClient, gen int, prob
 		case <-ctx.Done():
 			return nil, 0, false, fmt.Errorf("supervisor: waiting for pack %s to start: %w", p.src.Name, context.Cause(ctx))
 		}
-		if st.err != nil {
+		if st.err != nil && !st.cancelled {
 			return nil, 0, false, st.err
 		}
-		p.mu.Lock()
+		p.mu.Lock() // running now, or this caller starts it
 	}
 	defer p.mu.Unlock()
 	if p.breaker.state == breakerHalfOpen {
@@ -309,7 +309,7 @@ func (p *pack) client(ctx context.Context) (c *plugins.PackClient, gen int, prob
 		if probe {
 			p.openBreaker(time.Now(), "the probe could not start it: "+err.Error())
 		}
-		st.err = err
+		st.err, st.cancelled = err, ctx.Err() != nil
 		return nil, 0, false, err
 	}
 	p.proc = proc
@@ -322,6 +322,9 @@ func (p *pack) client(ctx context.Context) (c *plugins.PackClient, gen int, prob
 type startCall struct {
 	done chan struct{}
 	err  error
+	// cancelled: the starter's own context ended, which says nothing about
+	// the pack, so a caller that waited starts it again itself.
+	cancelled bool
 }
 
 // start launches a new process for the pack after cleaning up old, the
