@@ -3,8 +3,6 @@ package client
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -139,9 +137,7 @@ func Dial(ctx context.Context, baseURL string, opts Options) (*Client, error) {
 		return nil, fmt.Errorf("client: base URL %q: want http:// or https://", baseURL)
 	}
 	if opts.ClientID == "" {
-		var b [16]byte
-		rand.Read(b[:])
-		opts.ClientID = hex.EncodeToString(b[:])
+		opts.ClientID = protocol.RandomHex(16)
 	}
 	if opts.ReadLimit <= 0 {
 		opts.ReadLimit = 64 << 20

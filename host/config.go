@@ -2,6 +2,7 @@ package host
 
 import (
 	"github.com/nodecast/nodecast/host/config"
+	"github.com/nodecast/nodecast/host/executor"
 	"github.com/nodecast/nodecast/host/hub"
 )
 
@@ -18,7 +19,7 @@ func ConfigOptions(cfg *config.Config) Options {
 		TempDir:      cfg.TempDir,
 		MessageLimit: cfg.MessageLimit,
 		MaxBodyBytes: cfg.MaxBodyBytes,
-		Workflows:    cfg.ExecutorWorkflows(),
+		Workflows:    executorWorkflows(cfg),
 		Defaults:     cfg.Defaults.Inputs(),
 		Hub: hub.Options{
 			Token:          cfg.WebSocket.Token,
@@ -44,4 +45,14 @@ func ConfigOptions(cfg *config.Config) Options {
 		SensitiveKeys:     cfg.SensitiveExtraDataKeys,
 		CORSOrigin:        cfg.HTTP.EnableCORSHeader,
 	}
+}
+
+// executorWorkflows returns cfg's workflows in the executor's terms; the
+// conversion lives here so that host/config need not import the executor.
+func executorWorkflows(cfg *config.Config) map[string]executor.Workflow {
+	out := make(map[string]executor.Workflow, len(cfg.Workflows))
+	for name, w := range cfg.Workflows {
+		out[name] = executor.Workflow{Prompt: w.Prompt, Nodes: w.NodeInputs()}
+	}
+	return out
 }

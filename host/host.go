@@ -2,8 +2,6 @@ package host
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"net"
@@ -55,7 +53,7 @@ type Options struct {
 	// of base64 images fit.
 	MaxBodyBytes int64
 	// Workflows are the configured workflows a prompt may name instead of
-	// sending a graph (config.Config.ExecutorWorkflows).
+	// sending a graph (see ConfigOptions).
 	Workflows map[string]executor.Workflow
 	// Defaults are the host's values for sender inputs (event, encoder, wire,
 	// part_size ...) where neither the node nor its workflow sets one.
@@ -385,10 +383,4 @@ func listensOnLoopback(addr string) bool {
 	}
 	ip := net.ParseIP(strings.Trim(host, "[]"))
 	return ip != nil && ip.IsLoopback()
-}
-
-func newID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
 }

@@ -36,7 +36,7 @@ func (h *Host) RunNode(ctx context.Context, call NodeCall) (NodeResult, error) {
 		call.NodeID = "1"
 	}
 	if call.PromptID == "" {
-		call.PromptID = newID()
+		call.PromptID = protocol.RandomHex(16)
 	}
 	res, err := h.sup.Run(ctx, supervisor.Call{
 		ClassType: call.Class, NodeID: call.NodeID, PromptID: call.PromptID,

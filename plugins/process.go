@@ -21,10 +21,11 @@ import (
 // ProcessConfig says how to start a plugin process. Only Cmd is required.
 type ProcessConfig struct {
 	// Cmd returns a new, unstarted command each time it is called: an
-	// exec.Cmd runs once, and every restart needs its own. The plugin
+	// exec.Cmd runs once, and every restart needs its own. An error (the
+	// binary cannot be found, say) fails Start with it. The plugin
 	// inherits the host's environment; entries of the command's Env
 	// override it (go-plugin alone would let the host's win).
-	Cmd func() *exec.Cmd
+	Cmd func() (*exec.Cmd, error)
 	// Checksum is the SHA-256 the binary at Cmd().Path must have; nil skips
 	// the check. A mismatch refuses to start with a *ChecksumError.
 	Checksum []byte
@@ -55,7 +56,10 @@ func Start(ctx context.Context, cfg ProcessConfig) (*Process, error) {
 	if cfg.Cmd == nil {
 		return nil, errors.New("plugins: Start: ProcessConfig.Cmd is nil")
 	}
-	cmd := cfg.Cmd()
+	cmd, err := cfg.Cmd()
+	if err != nil {
+		return nil, fmt.Errorf("plugins: Start: command: %w", err)
+	}
 	if cmd == nil {
 		return nil, errors.New("plugins: Start: ProcessConfig.Cmd returned nil")
 	}
@@ -73,8 +77,8 @@ func Start(ctx context.Context, cfg ProcessConfig) (*Process, error) {
 	stdout := hclogslog.NewLineWriter(logger, slog.LevelInfo, "plugin", base, "stream", "stdout")
 	stderr := hclogslog.NewLineWriter(logger, slog.LevelInfo, "plugin", base, "stream", "stderr")
 	ccfg := &plugin.ClientConfig{
-		HandshakeConfig:  Handshake,
-		Plugins:          PluginMap,
+		HandshakeConfig:  handshake,
+		Plugins:          pluginMap,
 		Cmd:              cmd,
 		SkipHostEnv:      true, // already in cmd.Env, before the command's own
 		StartTimeout:     cfg.StartTimeout,
@@ -109,7 +113,7 @@ func Start(ctx context.Context, cfg ProcessConfig) (*Process, error) {
 			ch <- started{err: err}
 			return
 		}
-		raw, err := rpc.Dispense(PluginName)
+		raw, err := rpc.Dispense(pluginName)
 		if err != nil {
 			ch <- started{err: err}
 			return

@@ -19,14 +19,8 @@ import (
 )
 
 // selfCmd runs this test binary as the plugin serving testPack.
-func selfCmd(name string) func() *exec.Cmd {
-	return func() *exec.Cmd {
-		cmd, err := plugins.SelfPackCommand(name)
-		if err != nil {
-			return nil // Start reports it
-		}
-		return cmd
-	}
+func selfCmd(name string) func() (*exec.Cmd, error) {
+	return func() (*exec.Cmd, error) { return plugins.SelfPackCommand(name) }
 }
 
 func startSelf(tb testing.TB, logger *slog.Logger, checksum []byte) *plugins.Process {
@@ -157,10 +151,13 @@ func TestProcess(t *testing.T) {
 func TestProcessEnv(t *testing.T) {
 	t.Setenv("NODECAST_TEST_INHERITED", "from host")
 	t.Setenv("NODECAST_TEST_OVERRIDDEN", "from host")
-	p, err := plugins.Start(t.Context(), plugins.ProcessConfig{Logger: quietLogger(), Cmd: func() *exec.Cmd {
-		cmd := selfCmd(testPackName)()
+	p, err := plugins.Start(t.Context(), plugins.ProcessConfig{Logger: quietLogger(), Cmd: func() (*exec.Cmd, error) {
+		cmd, err := selfCmd(testPackName)()
+		if err != nil {
+			return nil, err
+		}
 		cmd.Env = append(cmd.Env, "NODECAST_TEST_OVERRIDDEN=from command")
-		return cmd
+		return cmd, nil
 	}})
 	if err != nil {
 		t.Fatal(err)
@@ -271,8 +268,13 @@ func TestProcessStartErrors(t *testing.T) {
 		if _, err := plugins.Start(t.Context(), plugins.ProcessConfig{}); err == nil {
 			t.Error("started without a command")
 		}
-		if _, err := plugins.Start(t.Context(), plugins.ProcessConfig{Cmd: func() *exec.Cmd { return nil }}); err == nil {
+		if _, err := plugins.Start(t.Context(), plugins.ProcessConfig{Cmd: func() (*exec.Cmd, error) { return nil, nil }}); err == nil {
 			t.Error("started a nil command")
+		}
+		errNoBinary := errors.New("no such binary")
+		_, err := plugins.Start(t.Context(), plugins.ProcessConfig{Cmd: func() (*exec.Cmd, error) { return nil, errNoBinary }})
+		if !errors.Is(err, errNoBinary) {
+			t.Errorf("command error: err = %v, want it wrapped", err)
 		}
 	})
 }

@@ -21,7 +21,7 @@ const PackEnv = "NODECAST_SERVE_PACK"
 // with an invalid pack, it prints why to stderr and exits with status 1, as
 // go-plugin's own Serve does.
 func Serve(p Pack) {
-	cfg, err := ServeConfig(p)
+	cfg, err := serveConfig(p)
 	if err != nil {
 		// "[ERROR]" makes go-plugin log the line at error level on the host.
 		fmt.Fprintf(os.Stderr, "[ERROR] %v\n", err)
@@ -30,16 +30,14 @@ func Serve(p Pack) {
 	plugin.Serve(cfg)
 }
 
-// ServeConfig returns the go-plugin configuration Serve uses, for programs
-// that need to adjust it, such as setting Test to serve in process. It
-// validates p.
-func ServeConfig(p Pack) (*plugin.ServeConfig, error) {
+// serveConfig returns the go-plugin configuration Serve uses. It validates p.
+func serveConfig(p Pack) (*plugin.ServeConfig, error) {
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
 	return &plugin.ServeConfig{
-		HandshakeConfig: Handshake,
-		Plugins:         plugin.PluginSet{PluginName: &NodePackPlugin{Pack: p}},
+		HandshakeConfig: handshake,
+		Plugins:         plugin.PluginSet{pluginName: &nodePackPlugin{Pack: p}},
 		GRPCServer:      newGRPCServer,
 		// JSON lines keep their level on the host; go-plugin's own debug
 		// chatter stays in the plugin.

@@ -13,25 +13,27 @@ import (
 	"github.com/nodecast/nodecast/protocol/pluginpb"
 )
 
-// Handshake is shared by the host and every plugin binary. The cookie is not
+// handshake is shared by the host and every plugin binary. The cookie is not
 // security (checksums and AutoMTLS are); it stops a plugin binary run by hand
 // from waiting silently for a host that is not there.
-var Handshake = plugin.HandshakeConfig{
+var handshake = plugin.HandshakeConfig{
 	ProtocolVersion:  1,
 	MagicCookieKey:   "NODECAST_PLUGIN",
 	MagicCookieValue: "6e3e44087701b2b99ba84a6e736272012347d9eb2f8e1d85",
 }
 
-// PluginName is the one plugin a nodecast plugin binary serves.
-const PluginName = "nodepack"
+// pluginName is the one plugin a nodecast plugin binary serves.
+const pluginName = "nodepack"
 
-// PluginMap is the plugin set the host dispenses from; Dispense(PluginName)
+// pluginMap is the plugin set the host dispenses from; Dispense(pluginName)
 // returns a *PackClient. Plugin binaries serve the same key with a Pack.
-var PluginMap = map[string]plugin.Plugin{PluginName: &NodePackPlugin{}}
+// The wiring is unexported: a host starts plugins with Start, a plugin
+// binary serves with Serve.
+var pluginMap = map[string]plugin.Plugin{pluginName: &nodePackPlugin{}}
 
-// NodePackPlugin is the go-plugin binding of the NodePack gRPC service. On the
+// nodePackPlugin is the go-plugin binding of the NodePack gRPC service. On the
 // plugin side it serves Pack; on the host side it dispenses a *PackClient.
-type NodePackPlugin struct {
+type nodePackPlugin struct {
 	plugin.NetRPCUnsupportedPlugin
 	Pack Pack // served by GRPCServer; unused on the host side
 
@@ -40,7 +42,7 @@ type NodePackPlugin struct {
 }
 
 // GRPCServer registers the NodePack service for Pack.
-func (p *NodePackPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
+func (p *nodePackPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
 	srv, err := newPackServer(p.Pack)
 	if err != nil {
 		return err
@@ -54,14 +56,14 @@ func (p *NodePackPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error 
 
 // GRPCClient returns a *PackClient. go-plugin cancels ctx when the plugin
 // process exits, which the client reports as ErrUnavailable.
-func (p *NodePackPlugin) GRPCClient(ctx context.Context, _ *plugin.GRPCBroker, c *grpc.ClientConn) (any, error) {
+func (p *nodePackPlugin) GRPCClient(ctx context.Context, _ *plugin.GRPCBroker, c *grpc.ClientConn) (any, error) {
 	return newPackClient(ctx, c), nil
 }
 
 // Stored reports how many tensors the served pack holds and their total bytes:
 // a gauge for leaks, since tensors live until the host releases them. It is
 // zero on the host side and before GRPCServer ran.
-func (p *NodePackPlugin) Stored() (tensors int, bytes int64) {
+func (p *nodePackPlugin) Stored() (tensors int, bytes int64) {
 	p.mu.Lock()
 	srv := p.server
 	p.mu.Unlock()

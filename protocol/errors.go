@@ -86,3 +86,12 @@ func (e *FrameError) Error() string {
 }
 
 func (e *FrameError) Unwrap() error { return ErrFrame }
+
+// frameReason is the Reason of err's *FrameError, or err's text when it has
+// none, so a caller re-wrapping a check's error never assumes its type.
+func frameReason(err error) string {
+	if fe, ok := errors.AsType[*FrameError](err); ok {
+		return fe.Reason
+	}
+	return err.Error()
+}

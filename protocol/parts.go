@@ -191,7 +191,7 @@ func ParseB64Part(event string, data []byte) (ImagePart, error) {
 		return ImagePart{}, err
 	}
 	if err := p.Check(len(p.Data)); err != nil {
-		return ImagePart{}, &FrameError{Kind: "base64 part", Reason: err.(*FrameError).Reason}
+		return ImagePart{}, &FrameError{Kind: "base64 part", Reason: frameReason(err)}
 	}
 	return p, nil
 }

@@ -198,7 +198,7 @@ func (r *Reassembler) AddB64(event string, data json.RawMessage) (*Image, error)
 		}
 		r.mu.Lock()
 		defer r.mu.Unlock()
-		return nil, r.refuse(&p.PartHeader, err.(*FrameError).Reason, err)
+		return nil, r.refuse(&p.PartHeader, frameReason(err), err)
 	}
 	return r.Add(&p)
 }
@@ -243,7 +243,7 @@ func (r *Reassembler) add(p *ImagePart) (*pendingImage, error) {
 	}
 	n := int64(len(p.Data))
 	if err := h.CheckPart(len(p.Data)); err != nil {
-		return nil, r.refuse(h, err.(*FrameError).Reason, err)
+		return nil, r.refuse(h, frameReason(err), err)
 	}
 
 	pi := r.pending[key]

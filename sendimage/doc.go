@@ -8,7 +8,9 @@
 //     NaN/±Inf) and converts one image at a time to Pixels exactly as
 //     ComfyUI does, uint8(clip(255*x, 0, 255)), truncating. Pixels
 //     implements image.Image, so any encoder accepts it. ImageToTensor and
-//     AlphaMask go the other way, as ComfyUI's loaders do.
+//     AlphaMask go the other way, as ComfyUI's loaders do; importing
+//     sendimage registers the decoders of the files they read (IsImageFile
+//     tells them by extension).
 //   - Encoders: a Registry of EncoderFactory by name, with Default holding
 //     png (the default), jpeg, bmp, tiff, webp (lossy, gen2brain/webp:
 //     libwebp, loaded or as WebAssembly), webp-lossless (nativewebp, pure

@@ -3,7 +3,6 @@ package sendimage
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"sync"
@@ -233,7 +232,7 @@ func (j *sendJob) encodeReuse(i int, px *Pixels) (encoded, *Pixels) {
 // emitImage splits one encoded image, emits its parts and reports progress.
 func (j *sendJob) emitImage(ctx context.Context, emit Emitter, i int, data []byte, sent []SentImage) ([]SentImage, error) {
 	sum := sha256.Sum256(data)
-	h := j.header(i, newImageID())
+	h := j.header(i, protocol.RandomHex(16))
 	h.SHA256 = hex.EncodeToString(sum[:])
 	parts, err := j.splitter.Split(h, j.label, data, j.wire)
 	if err != nil {
@@ -253,11 +252,4 @@ func (j *sendJob) emitImage(ctx context.Context, emit Emitter, i int, data []byt
 		return sent, err
 	}
 	return sent, nil
-}
-
-// newImageID returns 128 random bits in hex.
-func newImageID() string {
-	var b [16]byte
-	rand.Read(b[:]) // never fails: crypto/rand aborts the program instead
-	return hex.EncodeToString(b[:])
 }

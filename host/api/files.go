@@ -3,9 +3,7 @@ package api
 import (
 	"bufio"
 	"bytes"
-	"crypto/rand"
 	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"image"
@@ -300,7 +298,7 @@ func storeUpload(dir, subfolder, name string, src io.ReadSeeker, overwrite bool)
 	}
 	rel := func(n string) string { return filepath.Join(sub, n) }
 	if overwrite {
-		tmp := rel(".upload-" + randomHex())
+		tmp := rel(".upload-" + protocol.RandomHex(8))
 		if err := writeNew(root, tmp, src); err != nil {
 			return "", err
 		}
@@ -373,10 +371,4 @@ func sameContent(root *os.Root, name string, src io.ReadSeeker) (bool, error) {
 		return false, err
 	}
 	return bytes.Equal(a.Sum(nil), b.Sum(nil)), nil
-}
-
-func randomHex() string {
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
 }

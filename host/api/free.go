@@ -2,7 +2,6 @@ package api
 
 import (
 	"encoding/json"
-	"io"
 	"net/http"
 )
 
@@ -11,12 +10,8 @@ import (
 // the next prompt runs every node and the plugins release the cached
 // tensors. An empty body, as some clients send, empties it too.
 func (s *server) postFree(w http.ResponseWriter, r *http.Request) {
-	if s.noExecutor(w) {
-		return
-	}
-	raw, err := io.ReadAll(r.Body)
-	if err != nil {
-		s.bodyError(w, err, "Cannot read the request body")
+	raw, ok := s.controlBody(w, r)
+	if !ok {
 		return
 	}
 	body := struct {

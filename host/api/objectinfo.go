@@ -3,20 +3,13 @@ package api
 import (
 	"net/http"
 	"os"
-	"path/filepath"
 	"sort"
-	"strings"
 
 	"github.com/nodecast/nodecast/host/supervisor"
 	"github.com/nodecast/nodecast/plugins"
 	"github.com/nodecast/nodecast/protocol"
+	"github.com/nodecast/nodecast/sendimage"
 )
-
-// imageExtensions are the files listed as choices of image_upload inputs.
-var imageExtensions = map[string]bool{
-	".png": true, ".jpg": true, ".jpeg": true, ".webp": true, ".gif": true,
-	".bmp": true, ".tif": true, ".tiff": true,
-}
 
 func (s *server) classes() []supervisor.Class {
 	if s.opts.Classes == nil {
@@ -55,7 +48,7 @@ func (s *server) inputFiles() []string {
 	}
 	files := []string{}
 	for _, e := range entries {
-		if e.Type().IsRegular() && imageExtensions[strings.ToLower(filepath.Ext(e.Name()))] {
+		if e.Type().IsRegular() && sendimage.IsImageFile(e.Name()) {
 			files = append(files, e.Name())
 		}
 	}

@@ -20,9 +20,8 @@ import (
 // readObject reads a JSON object body. An empty body is an empty object when
 // emptyOK; numbers are kept as json.Number so large seeds survive.
 func (s *server) readObject(w http.ResponseWriter, r *http.Request, emptyOK bool) (map[string]json.RawMessage, bool) {
-	raw, err := readBody(r)
-	if err != nil {
-		s.bodyError(w, err, "Cannot read the request body")
+	raw, ok := s.readRawBody(w, r)
+	if !ok {
 		return nil, false
 	}
 	if len(bytes.TrimSpace(raw)) == 0 {
@@ -42,6 +41,26 @@ func (s *server) readObject(w http.ResponseWriter, r *http.Request, emptyOK bool
 		return nil, false
 	}
 	return fields, true
+}
+
+// controlBody starts the executor's control routes (/free, /interrupt): it
+// answers 503 when the server runs no prompts, else reads the whole body.
+func (s *server) controlBody(w http.ResponseWriter, r *http.Request) (raw []byte, ok bool) {
+	if s.noExecutor(w) {
+		return nil, false
+	}
+	return s.readRawBody(w, r)
+}
+
+// readRawBody reads a whole body, answering one it cannot read (over the
+// limit, cut short) itself: ok is false then.
+func (s *server) readRawBody(w http.ResponseWriter, r *http.Request) (raw []byte, ok bool) {
+	raw, err := readBody(r)
+	if err != nil {
+		s.bodyError(w, err, "Cannot read the request body")
+		return nil, false
+	}
+	return raw, true
 }
 
 // readBody reads a whole body into one buffer sized by Content-Length when
@@ -209,8 +228,14 @@ func (s *server) postPrompt(w http.ResponseWriter, r *http.Request) {
 	req.ExtraData["create_time"] = time.Now().UnixMilli()
 	// The Comfy-Usage-Source header (which client sent the prompt) is
 	// accepted and not used: it names no behaviour of the server.
-	acc, verr := s.opts.Executor.Submit(r.Context(), req)
-	if verr != nil {
+	acc, err := s.opts.Executor.Submit(r.Context(), req)
+	if err != nil {
+		var verr *executor.ValidationError
+		if !errors.As(err, &verr) {
+			s.log.Error("prompt not queued", "err", err)
+			writeJSON(w, http.StatusInternalServerError, executor.NewValidationError("server_error", "The prompt could not be queued", err.Error()))
+			return
+		}
 		status := http.StatusBadRequest
 		if verr.Detail.Type == executor.TypeQueueClosed {
 			status = http.StatusServiceUnavailable
@@ -284,12 +309,8 @@ func (s *server) postQueue(w http.ResponseWriter, r *http.Request) {
 // prompt is the one running. A body that is not JSON means a global
 // interrupt, as in ComfyUI.
 func (s *server) postInterrupt(w http.ResponseWriter, r *http.Request) {
-	if s.noExecutor(w) {
-		return
-	}
-	raw, err := io.ReadAll(r.Body)
-	if err != nil {
-		s.bodyError(w, err, "Cannot read the request body")
+	raw, ok := s.controlBody(w, r)
+	if !ok {
 		return
 	}
 	var body struct {

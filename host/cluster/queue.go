@@ -193,18 +193,22 @@ func (n *Node) runOne(ctx context.Context, m jetstream.Msg, exec *executor.Execu
 			}
 		}
 	}()
-	_, verr := exec.SubmitLocal(ctx, executor.Request{Prompt: j.Prompt, Workflow: j.Workflow, ClientID: j.ClientID,
-		PromptID: j.PromptID, ExtraData: j.ExtraData, Targets: j.Targets}, int64(md.Sequence.Stream))
-	if verr != nil {
-		if verr.Detail.Type == executor.TypeDuplicatePromptID {
-			return // still running here: that run acks it
+	if _, err := exec.SubmitLocal(ctx, executor.Request{Prompt: j.Prompt, Workflow: j.Workflow, ClientID: j.ClientID,
+		PromptID: j.PromptID, ExtraData: j.ExtraData, Targets: j.Targets}, int64(md.Sequence.Stream)); err != nil {
+		msg := err.Error()
+		var verr *executor.ValidationError
+		if errors.As(err, &verr) {
+			if verr.Detail.Type == executor.TypeDuplicatePromptID {
+				return // still running here: that run acks it
+			}
+			if verr.Detail.Type == executor.TypeQueueClosed {
+				_ = m.Nak()
+				return
+			}
+			msg = verr.Detail.Message
 		}
-		if verr.Detail.Type == executor.TypeQueueClosed {
-			_ = m.Nak()
-			return
-		}
-		n.log.Error("cluster: prompt refused by this host's validation; dropped", "prompt", j.PromptID, "error", verr.Detail.Message)
-		n.Broadcaster().SendJSON(j.ClientID, "execution_error", map[string]any{"prompt_id": j.PromptID, "exception_message": verr.Detail.Message})
+		n.log.Error("cluster: prompt refused by this host's validation; dropped", "prompt", j.PromptID, "error", msg)
+		n.Broadcaster().SendJSON(j.ClientID, "execution_error", map[string]any{"prompt_id": j.PromptID, "exception_message": msg})
 		n.Broadcaster().SendJSON(j.ClientID, "executing", map[string]any{"prompt_id": j.PromptID, "node": nil})
 		_ = m.Term()
 		return

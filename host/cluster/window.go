@@ -2,8 +2,6 @@ package cluster
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -14,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nodecast/nodecast/host/stream"
+	"github.com/nodecast/nodecast/protocol"
 )
 
 // The resume windows: one JetStream stream, a subject per client; the
@@ -114,9 +113,7 @@ func (w *Window) load(clientID string, claim bool) *winLog {
 		l.epoch, l.owner, _ = strings.Cut(string(e.Value()), " ")
 	}
 	if l.epoch == "" {
-		var b [8]byte
-		rand.Read(b[:])
-		l.epoch, l.owner, claim = hex.EncodeToString(b[:]), w.n.id, true
+		l.epoch, l.owner, claim = protocol.RandomHex(8), w.n.id, true
 		if _, err := w.kv.Create(ctx, key, []byte(l.epoch+" "+w.n.id)); errors.Is(err, jetstream.ErrKeyExists) {
 			return w.load(clientID, claim)
 		}

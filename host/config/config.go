@@ -18,7 +18,6 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/nodecast/nodecast/host/executor"
 	"github.com/nodecast/nodecast/protocol"
 )
 
@@ -214,17 +213,16 @@ type Workflow struct {
 	Nodes  map[string]NodeSettings
 }
 
-// ExecutorWorkflows returns the workflows in the executor's terms.
-func (c *Config) ExecutorWorkflows() map[string]executor.Workflow {
-	out := make(map[string]executor.Workflow, len(c.Workflows))
-	for name, w := range c.Workflows {
-		nodes := make(map[string]map[string]any, len(w.Nodes))
-		for k, s := range w.Nodes {
-			nodes[k] = s.Inputs()
-		}
-		out[name] = executor.Workflow{Prompt: w.Prompt, Nodes: nodes}
+// NodeInputs returns each node's settings (by node id or title) as the
+// inputs they set, the shape the executor's Workflow.Nodes takes. config
+// does not import the executor: the YAML parser needs none of its plugin
+// machinery.
+func (w *Workflow) NodeInputs() map[string]map[string]any {
+	nodes := make(map[string]map[string]any, len(w.Nodes))
+	for k, s := range w.Nodes {
+		nodes[k] = s.Inputs()
 	}
-	return out
+	return nodes
 }
 
 //go:embed default.yaml
@@ -235,13 +233,21 @@ func DefaultYAML() []byte { return bytes.Clone(defaultYAML) }
 
 // Default returns the embedded configuration: the built-in node packs, no
 // plugin folder, no workflows. Its paths are relative to the working folder.
+// Each call returns a new Config the caller may change.
+//
+// The embedded file is part of the source, so a broken one is a bug of this
+// package, as a bad regexp literal is: it panics with the *Error, at init,
+// so that every program and test importing config fails at once rather
+// than a host running on a configuration nobody wrote.
 func Default() *Config {
 	c, err := Parse("default.yaml", defaultYAML, "")
-	if err != nil { // default.yaml is part of the source and tested
-		return &Config{File: "default.yaml", Listen: "127.0.0.1:8188", InputDir: "input", Workflows: map[string]*Workflow{}}
+	if err != nil {
+		panic(err)
 	}
 	return c
 }
+
+func init() { Default() }
 
 // Load reads and parses a configuration file.
 func Load(path string) (*Config, error) {

@@ -93,7 +93,7 @@ func TestDefault(t *testing.T) {
 	if len(c.Workflows) != 0 {
 		t.Errorf("default workflows %v", c.Workflows)
 	}
-	// The embedded text parses on its own, strictly (Default would fall back otherwise).
+	// The embedded text parses on its own, strictly (Default and init panic otherwise).
 	if _, err := config.Parse("default.yaml", config.DefaultYAML(), ""); err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +145,7 @@ func TestPrecedence(t *testing.T) {
 	}
 	e, err := executor.New(executor.Options{
 		Runner:    executortest.NewRunner(),
-		Workflows: c.ExecutorWorkflows(),
+		Workflows: map[string]executor.Workflow{"portrait": {Prompt: c.Workflows["portrait"].Prompt, Nodes: c.Workflows["portrait"].NodeInputs()}},
 		Defaults:  c.Defaults.Inputs(),
 	})
 	if err != nil {
@@ -175,9 +175,10 @@ func TestPrecedence(t *testing.T) {
 			t.Errorf("node %s ran with %v, want %s %s %s %d", tc.node, img, tc.event, tc.encoder, tc.wire, tc.partSize)
 		}
 	}
-	if _, verr := e.Submit(ctx, executor.Request{Workflow: "landscape"}); verr == nil || verr.Detail.Type != executor.TypeUnknownWorkflow ||
+	_, err = e.Submit(ctx, executor.Request{Workflow: "landscape"})
+	if verr := (*executor.ValidationError)(nil); !errors.As(err, &verr) || verr.Detail.Type != executor.TypeUnknownWorkflow ||
 		!strings.Contains(verr.Detail.Message, "landscape") || !strings.Contains(verr.Detail.Details, "portrait") {
-		t.Errorf("unknown workflow: %v", verr)
+		t.Errorf("unknown workflow: %v", err)
 	}
 }
 

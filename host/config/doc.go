@@ -5,5 +5,7 @@
 // node id or _meta.title. Decoding is strict: a bad file is refused with a
 // *Error that names the file, the key and the reason.
 //
-// It must never import sendimage or a node implementation.
+// It imports only protocol of this module: never the executor (whose plugin
+// machinery a YAML parser does not need; host converts the workflows),
+// sendimage or a node implementation.
 package config

@@ -17,9 +17,6 @@ import (
 	"github.com/nodecast/nodecast/host/supervisor"
 )
 
-// DefaultCacheBytes is the cache bound nodecast serve's config starts from.
-const DefaultCacheBytes = 2 << 30
-
 // outputCache is ComfyUI's cache of node outputs: a node whose class, inputs
 // and upstream are the same as in an earlier prompt gets that prompt's
 // outputs instead of running again. It owns the tensors of its entries

@@ -35,7 +35,7 @@ func (e *Executor) dispatch(ctx context.Context, req Request, p *plan, clientID,
 // SubmitLocal queues a prompt taken from the cluster's queue on this host,
 // with the number the cluster gave it. It is validated again: the host that
 // accepted it may have other node packs.
-func (e *Executor) SubmitLocal(ctx context.Context, req Request, number int64) (Accepted, *ValidationError) {
+func (e *Executor) SubmitLocal(ctx context.Context, req Request, number int64) (Accepted, error) {
 	req.local, req.number = true, number
 	return e.Submit(ctx, req)
 }

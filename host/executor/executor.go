@@ -2,11 +2,10 @@ package executor
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -28,8 +27,9 @@ type Runner interface {
 
 var _ Runner = (*supervisor.Supervisor)(nil)
 
-// Broadcaster is what the executor needs from the hub (hub.Broadcaster has
-// the same methods). clientID "" means every client.
+// Broadcaster is what the executor needs from the hub: *hub.Hub satisfies
+// it, and so does a cluster node's Broadcaster, which relays to the host
+// holding the client. clientID "" means every client.
 type Broadcaster interface {
 	SendJSON(clientID, typ string, data any)
 	Publish(clientID string, p *protocol.ImagePart) error
@@ -78,7 +78,7 @@ type Options struct {
 	// CacheBytes bounds the tensor bytes of the node outputs kept between
 	// prompts (ComfyUI's cache: an unchanged node is not run again).
 	// 0 or negative = no cache (--cache-none); nodecast serve's config
-	// defaults to DefaultCacheBytes.
+	// defaults to config.DefaultCacheBytes.
 	CacheBytes int64
 	// Cluster, when set, takes validated prompts instead of the local
 	// queue and carries interrupts to every host (see Cluster); the
@@ -226,18 +226,21 @@ func (e *Executor) Close() error {
 
 // Workflows lists the configured workflows' names, sorted.
 func (e *Executor) Workflows() []string {
-	names := make([]string, 0, len(e.opts.Workflows))
-	for k := range e.opts.Workflows {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	return names
+	return slices.Sorted(maps.Keys(e.opts.Workflows))
 }
 
-// Submit validates a prompt and queues it. A refused prompt gets ComfyUI's
-// 400 shape; an accepted one may still list node errors of outputs that will
-// not run.
-func (e *Executor) Submit(ctx context.Context, req Request) (Accepted, *ValidationError) {
+// Submit validates a prompt and queues it. A refused prompt's error is a
+// *ValidationError (errors.As), ComfyUI's 400 shape; an accepted one may
+// still list node errors of outputs that will not run.
+func (e *Executor) Submit(ctx context.Context, req Request) (Accepted, error) {
+	acc, verr := e.submit(ctx, req)
+	if verr != nil { // not a nil *ValidationError in a non-nil error
+		return Accepted{}, verr
+	}
+	return acc, nil
+}
+
+func (e *Executor) submit(ctx context.Context, req Request) (Accepted, *ValidationError) {
 	if err := ctx.Err(); err != nil {
 		return Accepted{}, NewValidationError(TypeQueueClosed, "Request cancelled", err.Error())
 	}
@@ -268,9 +271,7 @@ func (e *Executor) Submit(ctx context.Context, req Request) (Accepted, *Validati
 	}
 
 	extra := make(map[string]any, len(req.ExtraData)+1)
-	for k, v := range req.ExtraData {
-		extra[k] = v
-	}
+	maps.Copy(extra, req.ExtraData)
 	clientID := req.ClientID
 	if clientID != "" {
 		extra["client_id"] = clientID
@@ -280,7 +281,7 @@ func (e *Executor) Submit(ctx context.Context, req Request) (Accepted, *Validati
 	secrets := splitSensitive(extra, e.opts.sensitiveKeys())
 	promptID := req.PromptID
 	if promptID == "" {
-		promptID = newUUID()
+		promptID = protocol.NewUUID()
 	}
 
 	if e.opts.Cluster != nil && !req.local {
@@ -546,15 +547,6 @@ func (e *Executor) sendStatusLocked() {
 	e.opts.Broadcaster.SendJSON("", protocol.TypeStatus, protocol.StatusData{
 		Status: protocol.Status{ExecInfo: protocol.ExecInfo{QueueRemaining: len(e.pending) + len(e.running)}},
 	})
-}
-
-// newUUID returns a random (version 4) UUID string.
-func newUUID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }
 
 type discard struct{}

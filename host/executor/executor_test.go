@@ -506,8 +506,8 @@ func TestQueue(t *testing.T) {
 	if a.Number != 0 || b.Number != 1 || c.Number != 2 || d.Number != -1 {
 		t.Errorf("numbers %v %v %v %v", a.Number, b.Number, c.Number, d.Number)
 	}
-	if _, verr := e.Submit(ctx, executor.Request{Prompt: parsePrompt(t, sendPrompt), PromptID: "A"}); verr == nil || verr.Detail.Type != executor.TypeDuplicatePromptID {
-		t.Errorf("duplicate prompt id: %v", verr)
+	if _, err := e.Submit(ctx, executor.Request{Prompt: parsePrompt(t, sendPrompt), PromptID: "A"}); asValidation(err) == nil || asValidation(err).Detail.Type != executor.TypeDuplicatePromptID {
+		t.Errorf("duplicate prompt id: %v", err)
 	}
 	ids := func(items []executor.QueueItem) []string {
 		var out []string
@@ -658,8 +658,8 @@ func TestClose(t *testing.T) {
 	if entry, err := e.Wait(ctx, "A"); err != nil || entry.Status.StatusStr != "error" {
 		t.Errorf("running prompt after close: %v %+v", err, entry.Status)
 	}
-	if _, verr := e.Submit(ctx, executor.Request{Prompt: parsePrompt(t, sendPrompt)}); verr == nil || verr.Detail.Type != executor.TypeQueueClosed {
-		t.Errorf("submit after close: %v", verr)
+	if _, err := e.Submit(ctx, executor.Request{Prompt: parsePrompt(t, sendPrompt)}); asValidation(err) == nil || asValidation(err).Detail.Type != executor.TypeQueueClosed {
+		t.Errorf("submit after close: %v", err)
 	}
 	if _, err := executor.New(executor.Options{}); !errors.Is(err, executor.ErrNoRunner) {
 		t.Errorf("New without a runner: %v", err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"time"
 
@@ -168,9 +169,7 @@ func (r *promptRun) runNode(ctx context.Context, n *node) bool {
 // says why a link has no output to give, or is "".
 func (r *promptRun) inputsOf(n *node) (inputs map[string]any, missing string) {
 	inputs = make(map[string]any, len(n.values)+len(n.links))
-	for k, v := range n.values {
-		inputs[k] = v
-	}
+	maps.Copy(inputs, n.values)
 	for name, l := range n.links {
 		out := r.outputs[l.from]
 		if l.slot >= len(out) {

@@ -1,13 +1,13 @@
 package executor
 
 import (
-	"encoding/json"
+	"cmp"
+	"errors"
 	"fmt"
-	"math"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -84,7 +84,7 @@ func (e *Executor) validate(prompt map[string]any, wf *Workflow, targets []strin
 		nodes:    make(map[string]*node, len(prompt)),
 		state:    make(map[string]*nodeState, len(prompt)),
 	}
-	ids := sortedKeys(prompt)
+	ids := sortedIDs(prompt)
 	var outputs []string
 	for _, id := range ids {
 		n, verr := v.parseNode(id, prompt[id])
@@ -201,7 +201,7 @@ func (e *Executor) applySettings(n *node, wf *Workflow) {
 		declared[in.Name] = true
 	}
 	fill := func(settings map[string]any) {
-		for _, k := range sortedKeys(settings) {
+		for _, k := range sortedIDs(settings) {
 			if _, has := n.inputs[k]; !has && declared[k] {
 				n.inputs[k] = settings[k]
 			}
@@ -285,7 +285,7 @@ func (v *validator) checkImageSize(n *node) *ErrorDetail {
 	if err == nil {
 		return nil
 	}
-	le, _ := err.(*protocol.LimitError)
+	le, _ := errors.AsType[*protocol.LimitError](err)
 	name := "width"
 	if le != nil && le.What == "image height" {
 		name = "height"
@@ -340,7 +340,7 @@ func (v *validator) checkLink(n *node, in plugins.Input, val []any) (*ErrorDetai
 		}, false
 	}
 	if st := v.state[from]; st != nil && st.visiting {
-		cycle := append([]string(nil), v.stack[indexOf(v.stack, from):]...)
+		cycle := append([]string(nil), v.stack[slices.Index(v.stack, from):]...)
 		cycle = append(cycle, from)
 		return &ErrorDetail{
 			Type: TypeExceptionDuringValidation, Message: "Exception when validating node",
@@ -401,7 +401,7 @@ func (v *validator) checkValue(n *node, in plugins.Input, val any) *ErrorDetail 
 		}
 	} else if len(in.Choices) > 0 {
 		s, _ := conv.(string)
-		if indexOf(in.Choices, s) < 0 {
+		if !slices.Contains(in.Choices, s) {
 			listInfo := fmt.Sprintf("(list of length %d)", len(in.Choices))
 			var cfg any
 			if len(in.Choices) <= maxListedChoices {
@@ -465,7 +465,7 @@ func (v *validator) upstream(o string) []string {
 			}
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return lessID(out[i], out[j]) })
+	slices.SortFunc(out, compareID)
 	return out
 }
 
@@ -494,7 +494,7 @@ func executionOrder(nodes map[string]*node, outputs []string) []string {
 		for i, o := range pending {
 			var would []string
 			visit(o, &would, map[string]bool{})
-			if best < 0 || len(would) < bestCount || (len(would) == bestCount && lessID(o, pending[best])) {
+			if best < 0 || len(would) < bestCount || (len(would) == bestCount && compareID(o, pending[best]) < 0) {
 				best, bestCount = i, len(would)
 			}
 		}
@@ -550,141 +550,6 @@ func typesMatch(received, want string) bool {
 	return true
 }
 
-// tensorTypes cannot be given as literal values: they only come from links.
-var tensorTypes = map[string]bool{plugins.TypeImage: true, plugins.TypeMask: true}
-
-// convertValue converts a literal to the Go type a node receives: int64 for
-// INT, float64 for FLOAT, string for STRING and COMBO, bool for BOOLEAN; other
-// types pass through as decoded JSON.
-func convertValue(typ string, val any) (any, error) {
-	switch typ {
-	case plugins.TypeInt:
-		switch x := val.(type) {
-		case string:
-			n, err := strconv.ParseInt(strings.TrimSpace(x), 10, 64)
-			if err != nil {
-				return nil, fmt.Errorf("invalid literal for int(): %q", x)
-			}
-			return n, nil
-		case bool:
-			return nil, fmt.Errorf("a boolean is not an integer")
-		}
-		n, ok := wholeNumber(val)
-		if !ok {
-			return nil, fmt.Errorf("not an integer")
-		}
-		return n, nil
-	case plugins.TypeFloat:
-		if s, ok := val.(string); ok {
-			f, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
-			if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
-				return nil, fmt.Errorf("could not convert string to float: %q", s)
-			}
-			return f, nil
-		}
-		f, ok := asFloat(val)
-		if !ok {
-			return nil, fmt.Errorf("not a number")
-		}
-		return f, nil
-	case plugins.TypeString:
-		switch x := val.(type) {
-		case string:
-			return x, nil
-		case bool, nil, map[string]any:
-			return nil, fmt.Errorf("not a string")
-		}
-		if _, ok := asFloat(val); ok {
-			return pyStr(val), nil
-		}
-		return nil, fmt.Errorf("not a string")
-	case plugins.TypeBoolean:
-		switch x := val.(type) {
-		case bool:
-			return x, nil
-		case string:
-			switch strings.ToLower(strings.TrimSpace(x)) {
-			case "true", "1":
-				return true, nil
-			case "false", "0":
-				return false, nil
-			}
-			return nil, fmt.Errorf("not a boolean: %q", x)
-		}
-		if f, ok := asFloat(val); ok {
-			return f != 0, nil
-		}
-		return nil, fmt.Errorf("not a boolean")
-	case plugins.TypeCombo:
-		if s, ok := val.(string); ok {
-			return s, nil
-		}
-		return nil, fmt.Errorf("a choice must be a string")
-	}
-	if tensorTypes[typ] {
-		return nil, fmt.Errorf("an %s input must be linked to a node's output", typ)
-	}
-	return val, nil
-}
-
-// wholeNumber returns val as an int64 when it is an integral number.
-func wholeNumber(val any) (int64, bool) {
-	switch x := val.(type) {
-	case int:
-		return int64(x), true
-	case int32:
-		return int64(x), true
-	case int64:
-		return x, true
-	case json.Number:
-		if n, err := x.Int64(); err == nil {
-			return n, true
-		}
-		f, err := x.Float64()
-		if err != nil {
-			return 0, false
-		}
-		return wholeNumber(f)
-	case float64:
-		if x != math.Trunc(x) || math.Abs(x) > 1<<63-1024 || math.IsNaN(x) {
-			return 0, false
-		}
-		return int64(x), true
-	case float32:
-		return wholeNumber(float64(x))
-	}
-	return 0, false
-}
-
-// asFloat returns val as a float64 when it is a finite number.
-func asFloat(val any) (float64, bool) {
-	var f float64
-	switch x := val.(type) {
-	case int:
-		f = float64(x)
-	case int32:
-		f = float64(x)
-	case int64:
-		f = float64(x)
-	case float32:
-		f = float64(x)
-	case float64:
-		f = x
-	case json.Number:
-		v, err := x.Float64()
-		if err != nil {
-			return 0, false
-		}
-		f = v
-	default:
-		return 0, false
-	}
-	if math.IsNaN(f) || math.IsInf(f, 0) {
-		return 0, false
-	}
-	return f, true
-}
-
 // linkNodeID accepts a node id as a string or a whole number.
 func linkNodeID(v any) (string, bool) {
 	if s, ok := v.(string); ok {
@@ -696,86 +561,23 @@ func linkNodeID(v any) (string, bool) {
 	return "", false
 }
 
-func isTrue(v any) bool {
-	b, ok := v.(bool)
-	return ok && b
-}
-
-// pyStr formats a value as Python's str() would, for messages that match ComfyUI's.
-func pyStr(v any) string {
-	switch x := v.(type) {
-	case nil:
-		return "None"
-	case bool:
-		if x {
-			return "True"
-		}
-		return "False"
-	case string:
-		return x
-	case float64:
-		if x == math.Trunc(x) && math.Abs(x) < 1e16 {
-			return strconv.FormatFloat(x, 'f', 1, 64)
-		}
-		return strconv.FormatFloat(x, 'g', -1, 64)
-	case json.Number:
-		return x.String()
-	}
-	if n, ok := wholeNumber(v); ok {
-		return strconv.FormatInt(n, 10)
-	}
-	b, err := json.Marshal(v)
-	if err != nil {
-		return fmt.Sprint(v)
-	}
-	return string(b)
-}
-
-// pyList formats strings as Python's str(list) would.
-func pyList(ss []string) string {
-	q := make([]string, len(ss))
-	for i, s := range ss {
-		q[i] = "'" + s + "'"
-	}
-	return "[" + strings.Join(q, ", ") + "]"
-}
-
-func nilIfEmpty(s string) any {
-	if s == "" {
-		return nil
-	}
-	return s
-}
-
-func indexOf(ss []string, s string) int {
-	for i, x := range ss {
-		if x == s {
-			return i
-		}
-	}
-	return -1
-}
-
-// lessID orders node ids numerically when both are numbers, else as strings.
-func lessID(a, b string) bool {
+// compareID orders node ids numerically when both are numbers, numbers
+// before other ids, and other ids as strings.
+func compareID(a, b string) int {
 	na, errA := strconv.ParseInt(a, 10, 64)
 	nb, errB := strconv.ParseInt(b, 10, 64)
 	switch {
 	case errA == nil && errB == nil:
-		return na < nb
+		return cmp.Compare(na, nb)
 	case errA == nil:
-		return true
+		return -1
 	case errB == nil:
-		return false
+		return 1
 	}
-	return a < b
+	return strings.Compare(a, b)
 }
 
-func sortedKeys[V any](m map[string]V) []string {
-	ks := make([]string, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
-	}
-	sort.Slice(ks, func(i, j int) bool { return lessID(ks[i], ks[j]) })
-	return ks
+// sortedIDs returns m's keys in compareID order.
+func sortedIDs[V any](m map[string]V) []string {
+	return slices.SortedFunc(maps.Keys(m), compareID)
 }

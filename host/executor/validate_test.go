@@ -3,6 +3,7 @@ package executor_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -200,10 +201,11 @@ func TestValidation(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e, _, _ := newExecutor(t, executor.Options{InputDir: inputDir, Defaults: tc.defaults})
 			// Submit validates; a refused prompt never reaches the queue.
-			acc, verr := e.Submit(context.Background(), executor.Request{Prompt: parsePrompt(t, tc.prompt), Workflow: tc.workflow})
+			acc, err := e.Submit(context.Background(), executor.Request{Prompt: parsePrompt(t, tc.prompt), Workflow: tc.workflow})
+			verr := asValidation(err)
 			if tc.wantType == "" {
-				if verr != nil {
-					t.Fatalf("refused: %v", verr)
+				if err != nil {
+					t.Fatalf("refused: %v", err)
 				}
 				entry, err := e.Wait(context.Background(), acc.PromptID)
 				if err != nil {
@@ -216,7 +218,7 @@ func TestValidation(t *testing.T) {
 				return
 			}
 			if verr == nil {
-				t.Fatalf("accepted, want %s", tc.wantType)
+				t.Fatalf("accepted (err %v), want a *ValidationError %s", err, tc.wantType)
 			}
 			if verr.Detail.Type != tc.wantType {
 				t.Fatalf("error type %s (%s), want %s", verr.Detail.Type, verr.Detail.Message, tc.wantType)
@@ -250,6 +252,15 @@ func checkNodeErrors(t *testing.T, got map[string]executor.NodeError, wantErrs, 
 	if !reflect.DeepEqual(gotTypes, want) {
 		t.Errorf("node errors %v, want %v", gotTypes, want)
 	}
+}
+
+// asValidation returns err's *ValidationError, nil when it has none.
+func asValidation(err error) *executor.ValidationError {
+	var verr *executor.ValidationError
+	if errors.As(err, &verr) {
+		return verr
+	}
+	return nil
 }
 
 // checkShape checks a refusal's JSON against ComfyUI's 400 shape.
@@ -316,17 +327,18 @@ func TestValidationMessages(t *testing.T) {
 		{`{` + empty + `, "2": {"class_type": "SendImageOnWebSocket", "inputs": {}}}`, "2", "Required input is missing", "images"},
 	}
 	for _, tc := range tests {
-		_, verr := e.Submit(context.Background(), executor.Request{Prompt: parsePrompt(t, tc.prompt)})
+		_, err := e.Submit(context.Background(), executor.Request{Prompt: parsePrompt(t, tc.prompt)})
+		verr := asValidation(err)
 		if verr == nil {
-			t.Fatalf("%s accepted", tc.prompt)
+			t.Fatalf("%s accepted (err %v)", tc.prompt, err)
 		}
 		got := verr.NodeErrors[tc.node].Errors
 		if len(got) != 1 || got[0].Message != tc.message || got[0].Details != tc.details {
 			t.Errorf("got %+v, want %q / %q", got, tc.message, tc.details)
 		}
 	}
-	_, verr := e.Submit(context.Background(), executor.Request{Prompt: parsePrompt(t, `{"7": {"class_type": "Nope", "inputs": {}, "_meta": {"title": "My Nope"}}}`)})
-	if verr == nil || verr.Detail.Message != "Node 'My Nope' not found. The custom node may not be installed." ||
+	_, err := e.Submit(context.Background(), executor.Request{Prompt: parsePrompt(t, `{"7": {"class_type": "Nope", "inputs": {}, "_meta": {"title": "My Nope"}}}`)})
+	if verr := asValidation(err); verr == nil || verr.Detail.Message != "Node 'My Nope' not found. The custom node may not be installed." ||
 		verr.Detail.ExtraInfo["class_type"] != "Nope" || verr.Detail.ExtraInfo["node_id"] != "7" {
 		t.Errorf("unknown class: %+v", verr)
 	}

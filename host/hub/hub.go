@@ -323,8 +323,9 @@ func (h *Hub) Clients() []ClientInfo {
 	return out
 }
 
-// Flags returns the feature flags clientID sent, and whether it is connected.
-func (h *Hub) Flags(clientID string) (protocol.FeatureFlags, bool) {
+// clientFlags returns the feature flags clientID sent, and whether it is connected
+// (for tests: the hub itself reads a client's flags from its session).
+func (h *Hub) clientFlags(clientID string) (protocol.FeatureFlags, bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	s := h.sessions[clientID]

@@ -74,7 +74,7 @@ func TestStatusIsFirst(t *testing.T) {
 func TestFeatureFlags(t *testing.T) {
 	h, srv := startHub(t, Options{ServerFlags: map[string]any{"max_upload_size": 1 << 20, protocol.FlagImageParts: false}})
 	c := connect(t, srv, dialOpts{query: "clientId=flags"})
-	if _, ok := h.Flags("flags"); !ok {
+	if _, ok := h.clientFlags("flags"); !ok {
 		t.Fatal("Flags: client not found")
 	}
 	// Not JSON, and binary: ignored, and the next message is still the first.
@@ -101,7 +101,7 @@ func TestFeatureFlags(t *testing.T) {
 	for round := range 2 {
 		c.sendFlags(protocol.FeatureFlags{protocol.FlagImageParts: false, "x": round + 1})
 		checkLateFlagsError(t, c)
-		flags, ok := h.Flags("flags")
+		flags, ok := h.clientFlags("flags")
 		if !ok || !flags.Bool(protocol.FlagImageParts) || flags["x"] != float64(0) {
 			t.Errorf("round %d: stored flags %v, want the first message's", round, flags)
 		}
@@ -126,7 +126,7 @@ func TestFeatureFlags(t *testing.T) {
 	}
 	d.sendFlags(protocol.FeatureFlags{protocol.FlagImageParts: true})
 	checkLateFlagsError(t, d)
-	if flags, _ := h.Flags("late"); flags != nil {
+	if flags, _ := h.clientFlags("late"); flags != nil {
 		t.Errorf("flags stored after a late feature_flags: %v", flags)
 	}
 	// and a client whose first message is feature_flags with data that is

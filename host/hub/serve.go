@@ -1,9 +1,7 @@
 package hub
 
 import (
-	"crypto/rand"
 	"crypto/subtle"
-	"encoding/hex"
 	"net"
 	"net/http"
 	"net/url"
@@ -29,7 +27,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	id := r.URL.Query().Get("clientId")
 	if id == "" {
-		id = newClientID()
+		id = strings.ReplaceAll(protocol.NewUUID(), "-", "") // uuid.uuid4().hex, as ComfyUI
 	}
 	c := newClient(h, id, r.RemoteAddr)
 	h.mu.Lock()
@@ -199,14 +197,4 @@ func tokenMatches(token string, r *http.Request) bool {
 		got = strings.TrimSpace(auth[7:])
 	}
 	return got != "" && subtle.ConstantTimeCompare([]byte(got), []byte(token)) == 1
-}
-
-// newClientID returns a random UUID v4 in hex without dashes, as ComfyUI's
-// uuid.uuid4().hex.
-func newClientID() string {
-	var b [16]byte
-	rand.Read(b[:])
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	return hex.EncodeToString(b[:])
 }

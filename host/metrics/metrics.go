@@ -39,12 +39,10 @@ type Sources struct {
 	Supervisor Supervisor
 }
 
-// Prompt outcomes, the values of nodecast_prompts_finished_total's status label.
-const (
-	StatusSuccess     = "success"
-	StatusError       = "error"
-	StatusInterrupted = "interrupted"
-)
+// statusInterrupted is nodecast_prompts_finished_total's status label for
+// interrupted prompts; success and error are the executor's history status
+// strings.
+const statusInterrupted = "interrupted"
 
 var (
 	wsClients = prometheus.NewDesc("nodecast_ws_clients",
@@ -178,9 +176,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	if c.src.Executor != nil {
 		gauge(queueRemaining, float64(c.src.Executor.QueueRemaining()))
 		f := c.src.Executor.Finished()
-		counter(promptsFinished, f.Success, StatusSuccess)
-		counter(promptsFinished, f.Error, StatusError)
-		counter(promptsFinished, f.Interrupted, StatusInterrupted)
+		counter(promptsFinished, f.Success, executor.StatusSuccess)
+		counter(promptsFinished, f.Error, executor.StatusError)
+		counter(promptsFinished, f.Interrupted, statusInterrupted)
 	}
 	if c.src.Supervisor != nil {
 		seen := map[string]bool{}

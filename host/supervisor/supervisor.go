@@ -8,10 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -27,6 +28,28 @@ var (
 	ErrBreakerOpen  = errors.New("supervisor: plugin crash loop, breaker open")
 	ErrClosed       = errors.New("supervisor: closed")
 )
+
+// DuplicatePackError refuses a start with two packs of one name (a built-in
+// pack and a plugin file, say): calls could not say which one they mean.
+type DuplicatePackError struct {
+	Name string
+}
+
+func (e *DuplicatePackError) Error() string {
+	return fmt.Sprintf("supervisor: two packs named %q", e.Name)
+}
+
+// DuplicateClassError refuses a start in which two packs declare one node
+// class: the registry maps a class to one pack.
+type DuplicateClassError struct {
+	Class  string
+	First  string // the pack that registered it first
+	Second string // the pack that declared it again
+}
+
+func (e *DuplicateClassError) Error() string {
+	return fmt.Sprintf("supervisor: node class %q is served by both pack %s and pack %s", e.Class, e.First, e.Second)
+}
 
 // ChecksumFile, when present in the plugin folder, lists plugin checksums in
 // sha256sum's format; a listed plugin is started only if its binary matches.
@@ -77,6 +100,7 @@ type pack struct {
 
 	mu       sync.Mutex
 	proc     *plugins.Process
+	starting *startCall // non-nil while a start of the process is under way
 	gen      int
 	restarts []time.Time
 	breaker  breaker
@@ -103,7 +127,7 @@ func Start(ctx context.Context, opts Options) (*Supervisor, error) {
 		s.log = slog.Default()
 	}
 	srcs := append([]PackSource(nil), opts.Packs...)
-	folder, err := FolderPacks(opts.PluginDir)
+	folder, err := folderPacks(opts.PluginDir)
 	if err != nil {
 		return nil, err
 	}
@@ -111,7 +135,7 @@ func Start(ctx context.Context, opts Options) (*Supervisor, error) {
 	for _, src := range srcs {
 		if _, dup := s.byName[src.Name]; dup {
 			s.Close()
-			return nil, fmt.Errorf("supervisor: two packs named %q", src.Name)
+			return nil, &DuplicatePackError{Name: src.Name}
 		}
 		p := &pack{s: s, src: src}
 		s.packs = append(s.packs, p)
@@ -135,7 +159,7 @@ func (s *Supervisor) register(ctx context.Context, p *pack) error {
 	}
 	for _, spec := range specs {
 		if prev, dup := s.classes[spec.ClassType]; dup {
-			return fmt.Errorf("supervisor: node class %q is served by both pack %s and pack %s", spec.ClassType, prev.Pack, p.src.Name)
+			return &DuplicateClassError{Class: spec.ClassType, First: prev.Pack, Second: p.src.Name}
 		}
 		s.classes[spec.ClassType] = Class{Spec: spec, Pack: p.src.Name}
 	}
@@ -143,10 +167,10 @@ func (s *Supervisor) register(ctx context.Context, p *pack) error {
 	return nil
 }
 
-// FolderPacks lists the plugin binaries in dir: executable regular files, by
+// folderPacks lists the plugin binaries in dir: executable regular files, by
 // name. A missing folder gives none; a path that is not a folder is an error.
 // When dir holds ChecksumFile, the binaries it lists carry their checksum.
-func FolderPacks(dir string) ([]PackSource, error) {
+func folderPacks(dir string) ([]PackSource, error) {
 	if dir == "" {
 		return nil, nil
 	}
@@ -218,12 +242,34 @@ func readChecksums(path string) (map[string][]byte, error) {
 // process first when it is not running. probe is true for the one call a
 // half-open breaker lets through: its caller must report the call's outcome
 // with probeDone.
+//
+// p.mu is never held across plugins.Start (up to StartTimeout): the pack is
+// marked starting instead, so Packs, Live and a /metrics scrape keep
+// answering, and callers that need the client wait for that one start and
+// share its outcome rather than starting the pack again.
 func (p *pack) client(ctx context.Context) (c *plugins.PackClient, gen int, probe bool, err error) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	if err := p.breakerRefusal(time.Now()); err != nil {
-		return nil, 0, false, err
+	for {
+		if err := p.breakerRefusal(time.Now()); err != nil {
+			p.mu.Unlock()
+			return nil, 0, false, err
+		}
+		st := p.starting
+		if st == nil {
+			break
+		}
+		p.mu.Unlock()
+		select {
+		case <-st.done:
+		case <-ctx.Done():
+			return nil, 0, false, fmt.Errorf("supervisor: waiting for pack %s to start: %w", p.src.Name, context.Cause(ctx))
+		}
+		if st.err != nil && !st.cancelled {
+			return nil, 0, false, st.err
+		}
+		p.mu.Lock() // running now, or this caller starts it
 	}
+	defer p.mu.Unlock()
 	if p.breaker.state == breakerHalfOpen {
 		probe = true
 		p.breaker.probing = true
@@ -237,49 +283,76 @@ func (p *pack) client(ctx context.Context) (c *plugins.PackClient, gen int, prob
 	}
 	if p.proc != nil && !probe { // it died: this start is a restart
 		now := time.Now()
-		recent := p.restarts[:0]
-		for _, t := range p.restarts {
-			if now.Sub(t) < p.s.opts.RestartWindow {
-				recent = append(recent, t)
-			}
-		}
-		p.restarts = recent
-		if len(recent) >= p.s.opts.MaxRestarts {
-			p.openBreaker(now, fmt.Sprintf("restarted %d times within %s", len(recent), p.s.opts.RestartWindow))
+		p.restarts = slices.DeleteFunc(p.restarts, func(t time.Time) bool { return now.Sub(t) >= p.s.opts.RestartWindow })
+		if len(p.restarts) >= p.s.opts.MaxRestarts {
+			p.openBreaker(now, fmt.Sprintf("restarted %d times within %s", len(p.restarts), p.s.opts.RestartWindow))
 			return nil, 0, false, p.breakerRefusal(now)
 		}
 		p.restarts = append(p.restarts, now)
 		p.s.log.Warn("plugin exited, restarting", "pack", p.src.Name, "generation", p.gen)
 	}
-	if p.proc != nil {
-		p.proc.Kill()
+	st := &startCall{done: make(chan struct{})}
+	p.starting = st
+	old := p.proc
+	p.mu.Unlock()
+
+	proc, err := p.start(ctx, old)
+
+	p.mu.Lock() // the deferred Unlock releases it
+	p.starting = nil
+	defer close(st.done)
+	if err == nil && p.s.isClosed() { // Close ran during the start and could not see this process
+		proc.Kill()
+		err = ErrClosed
 	}
-	cmdFn := func() *exec.Cmd {
-		cmd, err := p.src.Command()
-		if err != nil {
-			p.s.log.Error("plugin command", "pack", p.src.Name, "err", err)
-			return exec.Command("/nonexistent/" + p.src.Name)
+	if err != nil {
+		if probe {
+			p.openBreaker(time.Now(), "the probe could not start it: "+err.Error())
 		}
-		cmd.Env = append(append(os.Environ(), cmd.Env...), p.s.opts.Env...)
-		return cmd
+		st.err, st.cancelled = err, ctx.Err() != nil
+		return nil, 0, false, err
+	}
+	p.proc = proc
+	p.gen++
+	return proc.Client(), p.gen, probe, nil
+}
+
+// startCall is one start of a pack's process under way; done is closed when
+// it ended, and err is then its outcome.
+type startCall struct {
+	done chan struct{}
+	err  error
+	// cancelled: the starter's own context ended, which says nothing about
+	// the pack, so a caller that waited starts it again itself.
+	cancelled bool
+}
+
+// start launches a new process for the pack after cleaning up old, the
+// exited one (nil on the first start). Callers do not hold p.mu.
+func (p *pack) start(ctx context.Context, old *plugins.Process) (*plugins.Process, error) {
+	if old != nil {
+		old.Kill()
 	}
 	sctx, cancel := context.WithTimeout(ctx, p.s.opts.StartTimeout)
 	defer cancel()
 	proc, err := plugins.Start(sctx, plugins.ProcessConfig{
-		Cmd:          cmdFn,
+		Cmd: func() (*exec.Cmd, error) {
+			cmd, err := p.src.Command()
+			if err != nil {
+				return nil, err
+			}
+			// plugins.Start puts the host's environment first; Options.Env wins over both.
+			cmd.Env = append(cmd.Env, p.s.opts.Env...)
+			return cmd, nil
+		},
 		Checksum:     p.src.Checksum,
 		Logger:       p.s.log.With("pack", p.src.Name),
 		StartTimeout: p.s.opts.StartTimeout,
 	})
 	if err != nil {
-		if probe {
-			p.openBreaker(time.Now(), "the probe could not start it: "+err.Error())
-		}
-		return nil, 0, false, fmt.Errorf("supervisor: start pack %s: %w", p.src.Name, err)
+		return nil, fmt.Errorf("supervisor: start pack %s: %w", p.src.Name, err)
 	}
-	p.proc = proc
-	p.gen++
-	return proc.Client(), p.gen, probe, nil
+	return proc, nil
 }
 
 func (s *Supervisor) isClosed() bool {
@@ -296,12 +369,9 @@ func (s *Supervisor) Class(name string) (Class, bool) {
 
 // Classes returns every registered class, sorted by class type.
 func (s *Supervisor) Classes() []Class {
-	out := make([]Class, 0, len(s.classes))
-	for _, c := range s.classes {
-		out = append(out, c)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Spec.ClassType < out[j].Spec.ClassType })
-	return out
+	return slices.SortedFunc(maps.Values(s.classes), func(a, b Class) int {
+		return strings.Compare(a.Spec.ClassType, b.Spec.ClassType)
+	})
 }
 
 // PackInfo describes a pack for listings and tests.
@@ -310,7 +380,8 @@ type PackInfo struct {
 	Path       string
 	Pid        int // 0 when not running
 	Generation int
-	Restarts   int // within the breaker window
+	Restarts   int  // within the breaker window
+	Starting   bool // a start of its process is under way
 	Breaker    BreakerInfo
 }
 
@@ -320,7 +391,7 @@ func (s *Supervisor) Packs() []PackInfo {
 	for _, p := range s.packs {
 		p.mu.Lock()
 		info := PackInfo{Name: p.src.Name, Path: p.src.Path, Generation: p.gen, Restarts: len(p.restarts),
-			Breaker: p.breakerInfo(time.Now())}
+			Starting: p.starting != nil, Breaker: p.breakerInfo(time.Now())}
 		if p.proc != nil && !p.proc.Exited() {
 			info.Pid = p.proc.Pid()
 		}
@@ -505,7 +576,8 @@ func (s *Supervisor) Release(ctx context.Context, hs ...Handle) {
 	}
 }
 
-// Close kills every plugin process.
+// Close kills every plugin process. A start under way ends first (at most
+// StartTimeout) and kills the process it started.
 func (s *Supervisor) Close() error {
 	s.mu.Lock()
 	s.closed = true
@@ -513,8 +585,12 @@ func (s *Supervisor) Close() error {
 	var wg sync.WaitGroup
 	for _, p := range s.packs {
 		p.mu.Lock()
-		proc := p.proc
+		proc, st := p.proc, p.starting
 		p.mu.Unlock()
+		if st != nil {
+			wg.Add(1)
+			go func() { defer wg.Done(); <-st.done }()
+		}
 		if proc != nil {
 			wg.Add(1)
 			go func() { defer wg.Done(); proc.Kill() }()

@@ -19,6 +19,7 @@ import (
 
 // The test binary doubles as two plugin packs, started as real subprocesses.
 func TestMain(m *testing.M) {
+	holdStartUntilGate()
 	if plugins.ServeSelfPack(
 		plugins.Pack{Name: "alpha", Nodes: []plugins.Node{makeNode{}, crashNode{}, crashOnceNode{}, crashMidBatchNode{}, waitFileNode{}}},
 		plugins.Pack{Name: "beta", Nodes: []plugins.Node{sumNode{}}},
@@ -204,8 +205,9 @@ func TestTensorMovesBetweenPacks(t *testing.T) {
 
 func TestDuplicateClassRefused(t *testing.T) {
 	_, err := supervisor.Start(context.Background(), supervisor.Options{Packs: []supervisor.PackSource{selfPack("beta"), selfPack("clash")}})
-	if err == nil || !strings.Contains(err.Error(), `"test.Sum" is served by both pack beta and pack clash`) {
-		t.Fatalf("err = %v", err)
+	var dup *supervisor.DuplicateClassError
+	if !errors.As(err, &dup) || dup.Class != "test.Sum" || dup.First != "beta" || dup.Second != "clash" {
+		t.Fatalf("err = %v, want a DuplicateClassError for test.Sum from beta and clash", err)
 	}
 }
 

@@ -80,7 +80,7 @@ func BenchmarkRepeatImageBatch(b *testing.B) {
 func BenchmarkPromptInProcess(b *testing.B) {
 	for _, size := range []struct{ side, n int }{{2048, 4}, {1024, 8}} {
 		dir := b.TempDir()
-		b.Setenv(InputDirEnv, dir)
+		b.Setenv(plugins.InputDirEnv, dir)
 		p := filepath.Join(dir, "photo.png")
 		if err := os.WriteFile(p, photoFile(b, size.side), 0o644); err != nil {
 			b.Fatal(err)

@@ -10,17 +10,11 @@ import (
 	"image/gif"
 	"io"
 
-	// Decoders for image.Decode and image.DecodeConfig: the formats ComfyUI's
-	// LoadImage reads through Pillow that Go can decode.
-	_ "image/jpeg"
-	_ "image/png"
-
-	_ "golang.org/x/image/bmp"
-	_ "golang.org/x/image/tiff"
-	_ "golang.org/x/image/webp"
-
 	"github.com/nodecast/nodecast/plugins"
 )
+
+// image.Decode here reads the formats that sendimage registers (see
+// sendimage.IsImageFile), which this package imports.
 
 // knownFormats lists the formats the loaders read, for error messages.
 var knownFormats = []string{"png", "jpeg", "gif", "webp", "bmp", "tiff"}

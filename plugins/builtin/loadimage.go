@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/nodecast/nodecast/plugins"
+	"github.com/nodecast/nodecast/sendimage"
 )
 
 // loadImage is ComfyUI's LoadImage: a file from the input folder, as IMAGE
@@ -19,10 +20,6 @@ import (
 // EXIF orientation is not applied (ComfyUI rotates JPEGs by it); images are
 // used as stored.
 type loadImage struct{ opts Options }
-
-// imageExtensions are the file types listed for the image input, the ones
-// the decoders registered in decode.go read.
-var imageExtensions = []string{".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp"}
 
 func (n *loadImage) Spec() plugins.Spec {
 	return plugins.Spec{
@@ -56,7 +53,7 @@ func listInputImages(dir string) []string {
 		if !e.Type().IsRegular() {
 			continue
 		}
-		if slices.Contains(imageExtensions, strings.ToLower(filepath.Ext(e.Name()))) {
+		if sendimage.IsImageFile(e.Name()) {
 			names = append(names, e.Name())
 		}
 	}
@@ -77,7 +74,7 @@ func (n *loadImage) Run(ctx context.Context, call *plugins.Call) (plugins.Result
 	}
 	dir := n.opts.inputDir()
 	if dir == "" {
-		return plugins.Result{}, fmt.Errorf("%w: set %s to the folder LoadImage reads", ErrInputDir, InputDirEnv)
+		return plugins.Result{}, fmt.Errorf("%w: set %s to the folder LoadImage reads", ErrInputDir, plugins.InputDirEnv)
 	}
 	rel, err := inputRelPath(name)
 	if err != nil {

@@ -25,7 +25,7 @@ import (
 func inputDir(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
-	t.Setenv(InputDirEnv, dir)
+	t.Setenv(plugins.InputDirEnv, dir)
 	return dir
 }
 
@@ -467,7 +467,7 @@ func TestLoadImageRefuses(t *testing.T) {
 	}
 
 	t.Run("no input folder", func(t *testing.T) {
-		t.Setenv(InputDirEnv, "")
+		t.Setenv(plugins.InputDirEnv, "")
 		_, _, err := run(t, "LoadImage", map[string]any{"image": "a.png"})
 		if !errors.Is(err, ErrInputDir) {
 			t.Fatalf("err = %v, want ErrInputDir", err)

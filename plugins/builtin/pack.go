@@ -11,10 +11,6 @@ import (
 // PackName is the name of the built-in node pack.
 const PackName = "builtin"
 
-// InputDirEnv names the environment variable that holds ComfyUI's input
-// folder: where LoadImage reads files and POST /upload/image writes them.
-const InputDirEnv = plugins.InputDirEnv
-
 // DefaultMaxBatchPixels bounds the pixels of all images of one batch that a
 // node makes (EmptyImage, RepeatImageBatch, an animated GIF's frames...):
 // four of Pillow's largest images, about 4.3 GB as float32 RGB.
@@ -47,7 +43,7 @@ func (o Options) inputDir() string {
 	if o.InputDir != "" {
 		return o.InputDir
 	}
-	return os.Getenv(InputDirEnv)
+	return os.Getenv(plugins.InputDirEnv)
 }
 
 func (o Options) batchPixels() int64 {

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -380,7 +379,7 @@ const maxCounter = 1 << 40
 // when the name exists, so two writers never take the same name, and a
 // reader sees either no file or the whole of it.
 func (s *saver) save(base string, write func(*os.File) error) (string, error) {
-	tmp := filepath.Join(s.sub, ".nodecast-"+randomHexName()+".png.tmp")
+	tmp := filepath.Join(s.sub, ".nodecast-"+protocol.RandomHex(8)+".png.tmp")
 	f, err := s.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		return "", fmt.Errorf("builtin: creating a file in the output folder: %w", err)
@@ -405,10 +404,4 @@ func (s *saver) save(base string, write func(*os.File) error) (string, error) {
 		}
 	}
 	return "", &protocol.LimitError{What: "file names tried for " + base, Value: maxNameTries, Limit: maxNameTries}
-}
-
-func randomHexName() string {
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
 }
