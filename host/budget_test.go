@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/nodecast/nodecast/host"
-	"github.com/nodecast/nodecast/host/internal/testbin"
+	"github.com/nodecast/nodecast/host/internal/hosttest"
 	"github.com/nodecast/nodecast/host/internal/testclient"
 )
 
@@ -84,7 +84,7 @@ func TestPromptTensorBudget(t *testing.T) {
 	if side == 2048 {
 		opts.PromptTensorBytes = 0 // the default
 	}
-	opts.Packs = []host.PackSource{testbin.BuiltinPack(t)} // the nodecast binary, built without -race, whose RSS is the product's
+	opts.Packs = []host.PackSource{hosttest.BuiltinPack(t)} // the nodecast binary, built without -race, whose RSS is the product's
 	opts.InputDir = t.TempDir()
 	if err := os.WriteFile(filepath.Join(opts.InputDir, "src.png"), encodePNG(t, side, side), 0o644); err != nil {
 		t.Fatal(err)
@@ -124,7 +124,7 @@ func TestPromptUnderBudgetGivesMemoryBack(t *testing.T) {
 	side := reproSide(t) / 2
 	img := int64(side) * int64(side) * 3 * 4
 	opts := host.Options{PromptTensorBytes: 128 * img}
-	opts.Packs = []host.PackSource{testbin.BuiltinPack(t)} // the nodecast binary, built without -race, whose RSS is the product's
+	opts.Packs = []host.PackSource{hosttest.BuiltinPack(t)} // the nodecast binary, built without -race, whose RSS is the product's
 	opts.InputDir = t.TempDir()
 	if err := os.WriteFile(filepath.Join(opts.InputDir, "src.png"), encodePNG(t, side, side), 0o644); err != nil {
 		t.Fatal(err)

@@ -13,7 +13,7 @@ import (
 
 	"github.com/nodecast/nodecast/host"
 	"github.com/nodecast/nodecast/host/executor"
-	"github.com/nodecast/nodecast/host/internal/testbin"
+	"github.com/nodecast/nodecast/host/internal/hosttest"
 	"github.com/nodecast/nodecast/host/internal/testclient"
 )
 
@@ -52,7 +52,7 @@ func cachePrompt(amount string) string {
 // the cache's tensors are bounded in bytes.
 func TestOutputCache(t *testing.T) {
 	opts := host.Options{CacheBytes: 64 << 20}
-	opts.Packs = []host.PackSource{testbin.BuiltinPack(t)}
+	opts.Packs = []host.PackSource{hosttest.BuiltinPack(t)}
 	opts.InputDir = t.TempDir()
 	src := filepath.Join(opts.InputDir, "src.png")
 	if err := os.WriteFile(src, encodePNG(t, 64, 48), 0o644); err != nil {
@@ -123,7 +123,7 @@ func TestOutputCache(t *testing.T) {
 func TestOutputCacheBound(t *testing.T) {
 	for _, bound := range []int64{0, 1 << 10} {
 		opts := host.Options{CacheBytes: bound}
-		opts.Packs = []host.PackSource{testbin.BuiltinPack(t)}
+		opts.Packs = []host.PackSource{hosttest.BuiltinPack(t)}
 		opts.InputDir = t.TempDir()
 		if err := os.WriteFile(filepath.Join(opts.InputDir, "src.png"), encodePNG(t, 64, 48), 0o644); err != nil {
 			t.Fatal(err)

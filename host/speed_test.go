@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/nodecast/nodecast/host"
-	"github.com/nodecast/nodecast/host/internal/testbin"
+	"github.com/nodecast/nodecast/host/internal/hosttest"
 	"github.com/nodecast/nodecast/host/internal/testclient"
 )
 
@@ -57,7 +57,7 @@ func TestPromptPeakRSS(t *testing.T) {
 		side, _ = strconv.Atoi(v)
 	}
 	opts := host.Options{}
-	opts.Packs = []host.PackSource{testbin.BuiltinPack(t)} // built without -race: the product's RSS
+	opts.Packs = []host.PackSource{hosttest.BuiltinPack(t)} // built without -race: the product's RSS
 	opts.InputDir = t.TempDir()
 	src := photoPNG(t, side)
 	if err := os.WriteFile(filepath.Join(opts.InputDir, "photo.png"), src, 0o644); err != nil {

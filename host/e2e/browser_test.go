@@ -21,7 +21,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/nodecast/nodecast/host/config"
-	"github.com/nodecast/nodecast/host/internal/testbin"
+	"github.com/nodecast/nodecast/host/internal/hosttest"
 	"github.com/nodecast/nodecast/sendimage"
 )
 
@@ -289,7 +289,7 @@ func TestBrowserViewer(t *testing.T) {
 		t.Fatal(err)
 	}
 	opts := serveOptions(t, config.Default())
-	opts.Packs[0] = testbin.BuiltinPack(t)
+	opts.Packs[0] = hosttest.BuiltinPack(t)
 	s := startServer(t, opts)
 	// The first WebSocket is cut 20 MiB in (inside the second image), the one
 	// that resumes 6 MiB in: each resume starts in the middle of an image.
@@ -453,7 +453,7 @@ func TestBrowserViewer30(t *testing.T) {
 	cfg := config.Default()
 	cfg.Sessions.WindowBytes, cfg.Sessions.WindowGlobalBytes = 512<<20, 512<<20
 	opts := serveOptions(t, cfg)
-	opts.Packs[0] = testbin.BuiltinPack(t)
+	opts.Packs[0] = hosttest.BuiltinPack(t)
 	s := startServer(t, opts)
 	if status, ans := upload(t, s, "noise.png", noise.PNG); status != 200 {
 		t.Fatalf("upload: %d %v", status, ans)
@@ -537,7 +537,7 @@ func TestBrowserBase64Fallback(t *testing.T) {
 	ctx, _ := startBrowser(t)
 	noise := makeNoisePNG(t, 2048, 13)
 	opts := serveOptions(t, config.Default())
-	opts.Packs[0] = testbin.BuiltinPack(t)
+	opts.Packs[0] = hosttest.BuiltinPack(t)
 	s := startServer(t, opts)
 	if status, ans := upload(t, s, "noise.png", noise.PNG); status != 200 {
 		t.Fatalf("upload: %d %v", status, ans)

@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/nodecast/nodecast/host/config"
-	"github.com/nodecast/nodecast/host/internal/testbin"
+	"github.com/nodecast/nodecast/host/internal/hosttest"
 	"github.com/nodecast/nodecast/protocol"
 )
 
@@ -16,7 +16,7 @@ func TestClientsReceiveOnlyTheirOwnPrompts(t *testing.T) {
 	const size = 256
 	p := photoOf(t, size)
 	opts := serveOptions(t, config.Default())
-	opts.Packs[0] = testbin.BuiltinPack(t)
+	opts.Packs[0] = hosttest.BuiltinPack(t)
 	s := startServer(t, opts)
 	name := mustUpload(t, s, "shared.png", p.PNG)
 
@@ -131,7 +131,7 @@ func promptMessagesAll(log []received, promptID string) []received {
 func TestPromptWithoutClientReachesEveryClient(t *testing.T) {
 	p := photoOf(t, 256)
 	opts := serveOptions(t, config.Default())
-	opts.Packs[0] = testbin.BuiltinPack(t)
+	opts.Packs[0] = hosttest.BuiltinPack(t)
 	s := startServer(t, opts)
 	name := mustUpload(t, s, "everyone.png", p.PNG)
 	parts := dialWS(t, s, "everyone-parts", true, stockReadLimit)

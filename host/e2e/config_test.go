@@ -17,7 +17,7 @@ import (
 
 	"github.com/nodecast/nodecast/host/config"
 	"github.com/nodecast/nodecast/host/internal/logbuf"
-	"github.com/nodecast/nodecast/host/internal/testbin"
+	"github.com/nodecast/nodecast/internal/testbin"
 )
 
 // portraitWorkflow is an API-format workflow with three senders: node 3 is

@@ -14,7 +14,7 @@ import (
 
 	"github.com/nodecast/nodecast/client"
 	"github.com/nodecast/nodecast/host/config"
-	"github.com/nodecast/nodecast/host/internal/testbin"
+	"github.com/nodecast/nodecast/host/internal/hosttest"
 )
 
 // cuttingProxy forwards TCP connections to a server and cuts the first
@@ -87,7 +87,7 @@ func TestGoClientThroughCuttingProxy(t *testing.T) {
 	const n = 4
 	p := photoOf(t, 2048)
 	opts := serveOptions(t, config.Default())
-	opts.Packs[0] = testbin.BuiltinPack(t)
+	opts.Packs[0] = hosttest.BuiltinPack(t)
 	s := startServer(t, opts)
 	proxy := startProxy(t, strings.TrimPrefix(s.URL, "http://"), 8, 3<<20, 8)
 

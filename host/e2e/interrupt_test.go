@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/nodecast/nodecast/host/config"
-	"github.com/nodecast/nodecast/host/internal/testbin"
+	"github.com/nodecast/nodecast/host/internal/hosttest"
 	"github.com/nodecast/nodecast/protocol"
 )
 
@@ -18,7 +18,7 @@ import (
 func TestInterruptThenNextPromptRuns(t *testing.T) {
 	const batch = 16
 	opts := serveOptions(t, config.Default())
-	opts.Packs[0] = testbin.BuiltinPack(t)
+	opts.Packs[0] = hosttest.BuiltinPack(t)
 	s := startServer(t, opts)
 	c := dialWS(t, s, "interrupt", true, stockReadLimit)
 

@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/nodecast/nodecast/host/config"
-	"github.com/nodecast/nodecast/host/internal/testbin"
+	"github.com/nodecast/nodecast/host/internal/hosttest"
 	"github.com/nodecast/nodecast/protocol"
 )
 
@@ -20,7 +20,7 @@ func TestLargeImagesStayUnderMessageLimit(t *testing.T) {
 	const size, n = 2048, 2
 	p := photoOf(t, size)
 	opts := serveOptions(t, config.Default())
-	opts.Packs[0] = testbin.BuiltinPack(t)
+	opts.Packs[0] = hosttest.BuiltinPack(t)
 	s := startServer(t, opts)
 	name := mustUpload(t, s, "large.png", p.PNG)
 

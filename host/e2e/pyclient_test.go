@@ -11,7 +11,7 @@ import (
 	"testing"
 
 	"github.com/nodecast/nodecast/host/config"
-	"github.com/nodecast/nodecast/host/internal/testbin"
+	"github.com/nodecast/nodecast/host/internal/hosttest"
 )
 
 // pyClientDir is the Python package's project folder, relative to this package.
@@ -73,7 +73,7 @@ func TestPythonPackage(t *testing.T) {
 	pil := exec.Command(python, "-c", "import PIL").Run() == nil
 	noise := makeNoisePNG(t, size, 13)
 	opts := serveOptions(t, config.Default())
-	opts.Packs[0] = testbin.BuiltinPack(t)
+	opts.Packs[0] = hosttest.BuiltinPack(t)
 	s := startServer(t, opts)
 	if status, ans := upload(t, s, "noise.png", noise.PNG); status != 200 {
 		t.Fatalf("upload: %d %v", status, ans)

@@ -12,7 +12,7 @@ import (
 	"testing"
 
 	"github.com/nodecast/nodecast/host/config"
-	"github.com/nodecast/nodecast/host/internal/testbin"
+	"github.com/nodecast/nodecast/host/internal/hosttest"
 	"github.com/nodecast/nodecast/protocol"
 )
 
@@ -83,7 +83,7 @@ func TestPythonNTLClient(t *testing.T) {
 		t.Fatalf("the Python client: %v", err)
 	}
 	opts := serveOptions(t, config.Default())
-	opts.Packs[0] = testbin.BuiltinPack(t)
+	opts.Packs[0] = hosttest.BuiltinPack(t)
 	s := startServer(t, opts)
 
 	for _, tc := range []struct{ size, n int }{{1024, 4}, {2048, 2}} {

@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/nodecast/nodecast/host/config"
-	"github.com/nodecast/nodecast/host/internal/testbin"
+	"github.com/nodecast/nodecast/host/internal/hosttest"
 	"github.com/nodecast/nodecast/plugins/builtin"
 	"github.com/nodecast/nodecast/protocol"
 )
@@ -106,7 +106,7 @@ func TestSendersEndToEnd(t *testing.T) {
 	const size, n = 1024, 3
 	p := photoOf(t, size)
 	opts := serveOptions(t, config.Default())
-	opts.Packs[0] = testbin.BuiltinPack(t)
+	opts.Packs[0] = hosttest.BuiltinPack(t)
 	s := startServer(t, opts)
 	name := mustUpload(t, s, "photo.png", p.PNG)
 

@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"github.com/nodecast/nodecast/host/config"
-	"github.com/nodecast/nodecast/host/internal/testbin"
+	"github.com/nodecast/nodecast/host/internal/hosttest"
 	"github.com/nodecast/nodecast/protocol"
 )
 
@@ -17,7 +17,7 @@ func TestHeldMessagesAfterADrop(t *testing.T) {
 	const n = 3
 	p := photoOf(t, 2048)
 	opts := serveOptions(t, config.Default())
-	opts.Packs[0] = testbin.BuiltinPack(t)
+	opts.Packs[0] = hosttest.BuiltinPack(t)
 	s := startServer(t, opts)
 	name := mustUpload(t, s, "photo.png", p.PNG)
 

@@ -26,6 +26,7 @@ import (
 	"github.com/nodecast/nodecast/host/hub"
 	"github.com/nodecast/nodecast/host/internal/testclient"
 	"github.com/nodecast/nodecast/host/supervisor"
+	"github.com/nodecast/nodecast/internal/testbin"
 	"github.com/nodecast/nodecast/plugins"
 	"github.com/nodecast/nodecast/protocol"
 )
@@ -33,10 +34,7 @@ import (
 // TestMain lets this test binary serve the "crashy" pack when the supervisor
 // starts it as a plugin subprocess.
 func TestMain(m *testing.M) {
-	if plugins.ServeSelfPack(plugins.Pack{Name: "crashy", Nodes: []plugins.Node{loadNode{}, repeatNode{}, crashSendNode{}}}) {
-		os.Exit(0)
-	}
-	os.Exit(m.Run())
+	testbin.Main(m, plugins.Pack{Name: "crashy", Nodes: []plugins.Node{loadNode{}, repeatNode{}, crashSendNode{}}})
 }
 
 // loadNode makes a float32 IMAGE [1,side,side,3] of 0.5: LoadImage's place.

@@ -13,20 +13,18 @@ import (
 	"time"
 
 	"github.com/nodecast/nodecast/host/supervisor"
+	"github.com/nodecast/nodecast/internal/testbin"
 	"github.com/nodecast/nodecast/plugins"
 	"github.com/nodecast/nodecast/protocol"
 )
 
 // The test binary doubles as two plugin packs, started as real subprocesses.
 func TestMain(m *testing.M) {
-	if plugins.ServeSelfPack(
+	testbin.Main(m,
 		plugins.Pack{Name: "alpha", Nodes: []plugins.Node{makeNode{}, crashNode{}, crashOnceNode{}, crashMidBatchNode{}, waitFileNode{}}},
 		plugins.Pack{Name: "beta", Nodes: []plugins.Node{sumNode{}}},
 		plugins.Pack{Name: "clash", Nodes: []plugins.Node{sumNode{}}},
-	) {
-		os.Exit(0)
-	}
-	os.Exit(m.Run())
+	)
 }
 
 func selfPack(name string) supervisor.PackSource {
