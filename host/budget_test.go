@@ -14,6 +14,7 @@ import (
 	"github.com/nodecast/nodecast/host"
 	"github.com/nodecast/nodecast/host/internal/hosttest"
 	"github.com/nodecast/nodecast/host/internal/testclient"
+	"github.com/nodecast/nodecast/internal/wait"
 )
 
 // reproSide is the side of issue 6's LoadImage: 512 in CI (a sixteenth of
@@ -62,14 +63,9 @@ func budgetRefusedPrompt(client string, side int) string {
 // deadline is generous, what is asserted is the bound.
 func waitRSSBelow(t *testing.T, pid int, bound int64) int64 {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		rss := procStatusBytes(t, pid, "VmRSS")
-		if rss < bound || time.Now().After(deadline) {
-			return rss
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	var rss int64
+	wait.Until(60*time.Second, func() bool { rss = procStatusBytes(t, pid, "VmRSS"); return rss < bound })
+	return rss
 }
 
 // Item 4: a prompt that would make more tensor bytes than its budget is

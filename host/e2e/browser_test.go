@@ -22,6 +22,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/nodecast/nodecast/host/config"
 	"github.com/nodecast/nodecast/host/internal/hosttest"
+	"github.com/nodecast/nodecast/internal/wait"
 	"github.com/nodecast/nodecast/sendimage"
 )
 
@@ -253,20 +254,15 @@ func evalJSON[T any](ctx context.Context, expr string, v *T) error {
 // waitPage polls cond (a JS expression) until it is true.
 func waitPage(t *testing.T, ctx context.Context, what, cond string) {
 	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for {
+	if !wait.Until(waitTimeout, func() bool {
 		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](cond))
 		if err != nil {
 			t.Fatalf("waiting for %s: %v", what, err)
 		}
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			dump, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`JSON.stringify({states: nodecastViewer.states, prompts: nodecastViewer.prompts, errors: nodecastViewer.errors, resumes: nodecastViewer.resumes, images: nodecastViewer.images.map((r) => [r.promptId, r.index, r.width])})`))
-			t.Fatalf("no %s after %v; page state %s", what, waitTimeout, dump)
-		}
-		time.Sleep(100 * time.Millisecond)
+		return ok
+	}) {
+		dump, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`JSON.stringify({states: nodecastViewer.states, prompts: nodecastViewer.prompts, errors: nodecastViewer.errors, resumes: nodecastViewer.resumes, images: nodecastViewer.images.map((r) => [r.promptId, r.index, r.width])})`))
+		t.Fatalf("no %s after %v; page state %s", what, waitTimeout, dump)
 	}
 }
 

@@ -27,6 +27,7 @@ import (
 	"github.com/nodecast/nodecast/host/internal/testclient"
 	"github.com/nodecast/nodecast/host/supervisor"
 	"github.com/nodecast/nodecast/internal/testbin"
+	"github.com/nodecast/nodecast/internal/wait"
 	"github.com/nodecast/nodecast/plugins"
 	"github.com/nodecast/nodecast/protocol"
 )
@@ -130,11 +131,7 @@ func (crashSendNode) Run(ctx context.Context, c *plugins.Call) (plugins.Result, 
 			}
 			if crash && i == 1 && part == 0 {
 				os.WriteFile(marker, nil, 0o644)
-				for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-					if _, err := os.Stat(seen); err == nil {
-						break
-					}
-				}
+				wait.Until(30*time.Second, func() bool { _, err := os.Stat(seen); return err == nil })
 				os.Exit(3)
 			}
 		}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nodecast/nodecast/host/internal/testclient"
+	"github.com/nodecast/nodecast/internal/wait"
 	"github.com/nodecast/nodecast/protocol"
 )
 
@@ -238,15 +239,14 @@ func TestClusterStandaloneNATS(t *testing.T) {
 	}
 	defer func() { ns.Process.Kill(); ns.Wait() }()
 	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
-	for i := 0; ; i++ { // until it listens
-		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+	if !wait.Until(time.Minute, func() bool {
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err == nil {
 			c.Close()
-			break
 		}
-		if i > 200 {
-			t.Fatalf("nats-server did not listen:\n%s", nsOut.String())
-		}
-		time.Sleep(50 * time.Millisecond)
+		return err == nil
+	}) {
+		t.Fatalf("nats-server did not listen:\n%s", nsOut.String())
 	}
 	out, _ := exec.Command(bin, "--version").Output()
 	t.Logf("standalone %s", strings.TrimSpace(string(out)))
