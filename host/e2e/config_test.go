@@ -173,6 +173,7 @@ func TestServeCommand(t *testing.T) {
 	cmd := exec.CommandContext(ctx, bin, "serve", "--listen", "127.0.0.1:0", "--config", path,
 		"--plugins", t.TempDir(), "--input-dir", inputDir, "--log-level", "warn",
 		"--output-dir", t.TempDir(), "--temp-dir", t.TempDir())
+	testbin.Contain(t, cmd) // a kill on failure takes the built-in pack's process too
 	var stderr logbuf.Buffer
 	cmd.Stderr = &stderr
 	stdout, err := cmd.StdoutPipe()
@@ -265,6 +266,7 @@ func TestBadConfigRefused(t *testing.T) {
 			defer cancel()
 			cmd := exec.CommandContext(ctx, bin, "serve", "--listen", "127.0.0.1:0", "--config", path,
 				"--plugins", t.TempDir(), "--input-dir", t.TempDir())
+			testbin.Contain(t, cmd)
 			var stdout, stderr bytes.Buffer
 			cmd.Stdout, cmd.Stderr = &stdout, &stderr
 			err = cmd.Run()

@@ -38,8 +38,8 @@ func TestClusterNATSUnreachable(t *testing.T) {
 	}
 }
 
-// clusterHost is a `nodecast serve` subprocess in its own process group,
-// so that SIGKILL takes its plugin processes too.
+// clusterHost is a `nodecast serve` subprocess in its own process group
+// (nodecastCommand), so that SIGKILL takes its plugin processes too.
 type clusterHost struct {
 	cmd    *exec.Cmd
 	url    string
@@ -54,7 +54,6 @@ func startClusterHost(t *testing.T, natsURL, inputDir, config string) *clusterHo
 	writeFile(t, cfg, config)
 	cmd := nodecastCommand(context.Background(), t, "serve", "--listen", "127.0.0.1:0", "--nats", natsURL,
 		"--input-dir", inputDir, "--config", cfg, "--plugins", filepath.Join(dir, "none"))
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	h := &clusterHost{cmd: cmd, stderr: newOutputBuffer(), exited: make(chan struct{})}
 	stdout := newOutputBuffer()
 	cmd.Stdout, cmd.Stderr = stdout, h.stderr

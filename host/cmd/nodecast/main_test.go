@@ -31,10 +31,13 @@ func pluginFolder(t *testing.T) string {
 
 // nodecastCommand returns the binary's command with args, run in an empty
 // folder (so the default ./plugins.d and ./input are the test's own) and
-// with an environment that does not make it serve a pack.
+// with an environment that does not make it serve a pack. It runs in a
+// process group of its own, killed with its plugins when ctx is done and
+// when the test ends (testbin.Contain).
 func nodecastCommand(ctx context.Context, t *testing.T, args ...string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.CommandContext(ctx, testbin.MustBuild(t, testbin.Nodecast), args...)
+	testbin.Contain(t, cmd)
 	cmd.Dir = t.TempDir()
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, plugins.PackEnv+"=") {
