@@ -96,16 +96,11 @@ func (waitFileNode) Spec() plugins.Spec {
 
 func (waitFileNode) Run(ctx context.Context, c *plugins.Call) (plugins.Result, error) {
 	path, _ := c.String("path", "")
-	for {
-		if _, err := os.Stat(path); err == nil {
-			return plugins.Result{}, nil
-		}
-		select {
-		case <-ctx.Done():
-			return plugins.Result{}, ctx.Err()
-		case <-time.After(5 * time.Millisecond):
-		}
+	exists := func() bool { _, err := os.Stat(path); return err == nil }
+	if wait.Until(time.Hour, func() bool { return exists() || ctx.Err() != nil }) && exists() {
+		return plugins.Result{}, nil
 	}
+	return plugins.Result{}, ctx.Err()
 }
 
 // crashOnceNode crashes the first time (marker file absent) and succeeds after.
