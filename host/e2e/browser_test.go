@@ -21,7 +21,6 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/nodecast/nodecast/host/config"
-	"github.com/nodecast/nodecast/host/internal/hosttest"
 	"github.com/nodecast/nodecast/internal/wait"
 	"github.com/nodecast/nodecast/sendimage"
 )
@@ -284,9 +283,7 @@ func TestBrowserViewer(t *testing.T) {
 	if err := os.WriteFile(noiseFile, noise.PNG, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	opts := serveOptions(t, config.Default())
-	opts.Packs[0] = hosttest.BuiltinPack(t)
-	s := startServer(t, opts)
+	s := startBuiltServer(t, config.Default())
 	// The first WebSocket is cut 20 MiB in (inside the second image), the one
 	// that resumes 6 MiB in: each resume starts in the middle of an image.
 	proxy := startWSCutProxy(t, strings.TrimPrefix(s.URL, "http://"), 20<<20, 6<<20)
@@ -448,9 +445,7 @@ func TestBrowserViewer30(t *testing.T) {
 	// window; TestBrowserViewer covers resume with the defaults.
 	cfg := config.Default()
 	cfg.Sessions.WindowBytes, cfg.Sessions.WindowGlobalBytes = 512<<20, 512<<20
-	opts := serveOptions(t, cfg)
-	opts.Packs[0] = hosttest.BuiltinPack(t)
-	s := startServer(t, opts)
+	s := startBuiltServer(t, cfg)
 	if status, ans := upload(t, s, "noise.png", noise.PNG); status != 200 {
 		t.Fatalf("upload: %d %v", status, ans)
 	}
@@ -532,9 +527,7 @@ func TestBrowserBase64Fallback(t *testing.T) {
 	const n = 2
 	ctx, _ := startBrowser(t)
 	noise := makeNoisePNG(t, 2048, 13)
-	opts := serveOptions(t, config.Default())
-	opts.Packs[0] = hosttest.BuiltinPack(t)
-	s := startServer(t, opts)
+	s := startBuiltServer(t, config.Default())
 	if status, ans := upload(t, s, "noise.png", noise.PNG); status != 200 {
 		t.Fatalf("upload: %d %v", status, ans)
 	}

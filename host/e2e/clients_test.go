@@ -5,7 +5,6 @@ import (
 	"testing"
 
 	"github.com/nodecast/nodecast/host/config"
-	"github.com/nodecast/nodecast/host/internal/hosttest"
 	"github.com/nodecast/nodecast/host/internal/testclient"
 	"github.com/nodecast/nodecast/protocol"
 )
@@ -16,9 +15,7 @@ import (
 func TestClientsReceiveOnlyTheirOwnPrompts(t *testing.T) {
 	const size = 256
 	p := photoOf(t, size)
-	opts := serveOptions(t, config.Default())
-	opts.Packs[0] = hosttest.BuiltinPack(t)
-	s := startServer(t, opts)
+	s := startBuiltServer(t, config.Default())
 	name := mustUpload(t, s, "shared.png", p.PNG)
 
 	type run struct {
@@ -131,9 +128,7 @@ func promptMessagesAll(log []testclient.Received, promptID string) []testclient.
 // in the shape it negotiated.
 func TestPromptWithoutClientReachesEveryClient(t *testing.T) {
 	p := photoOf(t, 256)
-	opts := serveOptions(t, config.Default())
-	opts.Packs[0] = hosttest.BuiltinPack(t)
-	s := startServer(t, opts)
+	s := startBuiltServer(t, config.Default())
 	name := mustUpload(t, s, "everyone.png", p.PNG)
 	parts := dialWS(t, s, "everyone-parts", true, stockReadLimit)
 	plain := dialWS(t, s, "everyone-plain", false, stockReadLimit)

@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/nodecast/nodecast/host/config"
-	"github.com/nodecast/nodecast/host/internal/hosttest"
 	"github.com/nodecast/nodecast/host/internal/testclient"
 	"github.com/nodecast/nodecast/protocol"
 )
@@ -18,9 +17,7 @@ import (
 // prompt, or has no body at all, as ComfyUI's front end sends it.
 func TestInterruptThenNextPromptRuns(t *testing.T) {
 	const batch = 16
-	opts := serveOptions(t, config.Default())
-	opts.Packs[0] = hosttest.BuiltinPack(t)
-	s := startServer(t, opts)
+	s := startBuiltServer(t, config.Default())
 	c := dialWS(t, s, "interrupt", true, stockReadLimit)
 
 	prompt := func(size, n int) map[string]any {

@@ -5,7 +5,6 @@ import (
 	"testing"
 
 	"github.com/nodecast/nodecast/host/config"
-	"github.com/nodecast/nodecast/host/internal/hosttest"
 	"github.com/nodecast/nodecast/host/internal/testclient"
 	"github.com/nodecast/nodecast/protocol"
 )
@@ -20,9 +19,7 @@ func TestLargeImagesStayUnderMessageLimit(t *testing.T) {
 	}
 	const size, n = 2048, 2
 	p := photoOf(t, size)
-	opts := serveOptions(t, config.Default())
-	opts.Packs[0] = hosttest.BuiltinPack(t)
-	s := startServer(t, opts)
+	s := startBuiltServer(t, config.Default())
 	name := mustUpload(t, s, "large.png", p.PNG)
 
 	cases := []struct {

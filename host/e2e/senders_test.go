@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	"github.com/nodecast/nodecast/host/config"
-	"github.com/nodecast/nodecast/host/internal/hosttest"
 	"github.com/nodecast/nodecast/host/internal/testclient"
 	"github.com/nodecast/nodecast/plugins/builtin"
 	"github.com/nodecast/nodecast/protocol"
@@ -106,9 +105,7 @@ func checkImages(t *testing.T, imgs []receivedImage, n int, p *photo) {
 func TestSendersEndToEnd(t *testing.T) {
 	const size, n = 1024, 3
 	p := photoOf(t, size)
-	opts := serveOptions(t, config.Default())
-	opts.Packs[0] = hosttest.BuiltinPack(t)
-	s := startServer(t, opts)
+	s := startBuiltServer(t, config.Default())
 	name := mustUpload(t, s, "photo.png", p.PNG)
 
 	cases := []struct {

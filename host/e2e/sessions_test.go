@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/nodecast/nodecast/host/config"
-	"github.com/nodecast/nodecast/host/internal/hosttest"
 	"github.com/nodecast/nodecast/host/internal/testclient"
 	"github.com/nodecast/nodecast/protocol"
 )
@@ -17,9 +16,7 @@ import (
 func TestHeldMessagesAfterADrop(t *testing.T) {
 	const n = 3
 	p := photoOf(t, 2048)
-	opts := serveOptions(t, config.Default())
-	opts.Packs[0] = hosttest.BuiltinPack(t)
-	s := startServer(t, opts)
+	s := startBuiltServer(t, config.Default())
 	name := mustUpload(t, s, "photo.png", p.PNG)
 
 	c := dialWS(t, s, "held-e2e", false, -1)
