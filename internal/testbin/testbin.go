@@ -3,8 +3,9 @@
 // builds the module's binaries once per test process, without the race
 // detector, so heavy image work runs at full speed in a real subprocess while
 // the test's own side, where the concurrency under test is, runs under
-// -race; and its Main is the TestMain of a test binary that doubles as
-// plugin packs.
+// -race. Its Main is the TestMain of a test binary that doubles as plugin
+// packs, and Contain keeps the processes a subprocess starts (a host's
+// plugins) from outliving the test.
 package testbin
 
 import (
