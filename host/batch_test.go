@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/nodecast/nodecast/host"
-	"github.com/nodecast/nodecast/host/internal/testbin"
+	"github.com/nodecast/nodecast/host/internal/hosttest"
 	"github.com/nodecast/nodecast/host/internal/testclient"
 	"github.com/nodecast/nodecast/protocol"
 	"github.com/nodecast/nodecast/sendimage"
@@ -118,7 +118,7 @@ func TestBatchToThreeKindsOfClient(t *testing.T) {
 	// The plugin is the nodecast binary built without -race: the test still
 	// crosses a real process boundary, and the race detector's 30× slowdown
 	// stays on the host's side, where this test's concurrency is.
-	h, srv := startHost(t, host.Options{Packs: []host.PackSource{testbin.BuiltinPack(t)}})
+	h, srv := startHost(t, host.Options{Packs: []host.PackSource{hosttest.BuiltinPack(t)}})
 
 	partsC, err := testclient.Dial(srv.URL, "parts", testclient.Parts, nil)
 	if err != nil {

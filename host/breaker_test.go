@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/nodecast/nodecast/host"
+	"github.com/nodecast/nodecast/internal/wait"
 )
 
 // killPack kills the built-in pack's process and waits until the host has
@@ -21,13 +22,7 @@ func killPack(t *testing.T, h *host.Host) {
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for h.Packs()[0].Pid != 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("pack still reported running after SIGKILL")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	wait.For(t, 30*time.Second, "the pack to be reported down after SIGKILL", func() bool { return h.Packs()[0].Pid == 0 })
 }
 
 // breakerSeen returns the breaker state /system_stats shows and whether
@@ -80,10 +75,7 @@ func TestBreakerConfigurableHalfOpen(t *testing.T) {
 	if !strings.Contains(string(mustGet(t, srv.URL+"/metrics")), `nodecast_plugin_breaker_trips_total{pack="builtin"} 1`) {
 		t.Errorf("/metrics lacks one breaker trip")
 	}
-	deadline := time.Now().Add(time.Minute)
-	for h.Packs()[0].Breaker.State != "half_open" && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
+	wait.Until(time.Minute, func() bool { return h.Packs()[0].Breaker.State == "half_open" })
 	if _, e := waitPrompt(t, h, srv, tinyPrompt); e.Status.StatusStr != "success" {
 		t.Fatalf("probe prompt after the cooldown: %+v", e.Status)
 	}

@@ -5,14 +5,12 @@ import (
 	"fmt"
 	"image/png"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nodecast/nodecast/host"
-	"github.com/nodecast/nodecast/host/internal/testbin"
 	"github.com/nodecast/nodecast/host/internal/testclient"
 )
 
@@ -58,20 +56,6 @@ func budgetRefusedPrompt(client string, side int) string {
   "5": {"class_type": "SendImageOnWebSocket", "inputs": {"images": ["4", 0], "event": "budget.test", "encoder": "png"}}}}`
 }
 
-// waitRSSBelow polls the pack's resident memory until it is under bound; the
-// deadline is generous, what is asserted is the bound.
-func waitRSSBelow(t *testing.T, pid int, bound int64) int64 {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		rss := procStatusBytes(t, pid, "VmRSS")
-		if rss < bound || time.Now().After(deadline) {
-			return rss
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // Item 4: a prompt that would make more tensor bytes than its budget is
 // refused before the allocation, with a typed error naming budget and need;
 // the pack's peak RSS stays under the budget, and its memory goes back to
@@ -84,14 +68,9 @@ func TestPromptTensorBudget(t *testing.T) {
 	if side == 2048 {
 		opts.PromptTensorBytes = 0 // the default
 	}
-	opts.Packs = []host.PackSource{testbin.BuiltinPack(t)} // the nodecast binary, built without -race, whose RSS is the product's
-	opts.InputDir = t.TempDir()
-	if err := os.WriteFile(filepath.Join(opts.InputDir, "src.png"), encodePNG(t, side, side), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	h, srv := loopbackHost(t, opts)
-	pid := h.Packs()[0].Pid
-	base := procStatusBytes(t, pid, "VmRSS")
+	h, srv := binaryPackHost(t, opts, map[string][]byte{"src.png": encodePNG(t, side, side)})
+	mem := measurePack(t, h)
+	base := mem.Start
 
 	start := time.Now()
 	_, entry := waitPrompt(t, h, srv, budgetRefusedPrompt("budget", side))
@@ -106,11 +85,11 @@ func TestPromptTensorBudget(t *testing.T) {
 		!strings.Contains(msg, "limits.prompt_tensor_bytes") {
 		t.Errorf("execution_error %v", e)
 	}
-	peak := procStatusBytes(t, pid, "VmHWM")
+	peak := mem.Peak(t)
 	if peak > base+budget {
 		t.Errorf("pack peak RSS %d MiB, over its start %d MiB plus the budget %d MiB", peak>>20, base>>20, budget>>20)
 	}
-	after := waitRSSBelow(t, pid, base+budget/8)
+	after := mem.SettledBelow(t, base+budget/8)
 	if after > base+budget/8 {
 		t.Errorf("pack RSS %d MiB after the prompt, want under %d MiB: memory not given back", after>>20, (base+budget/8)>>20)
 	}
@@ -124,19 +103,14 @@ func TestPromptUnderBudgetGivesMemoryBack(t *testing.T) {
 	side := reproSide(t) / 2
 	img := int64(side) * int64(side) * 3 * 4
 	opts := host.Options{PromptTensorBytes: 128 * img}
-	opts.Packs = []host.PackSource{testbin.BuiltinPack(t)} // the nodecast binary, built without -race, whose RSS is the product's
-	opts.InputDir = t.TempDir()
-	if err := os.WriteFile(filepath.Join(opts.InputDir, "src.png"), encodePNG(t, side, side), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	h, srv := loopbackHost(t, opts)
+	h, srv := binaryPackHost(t, opts, map[string][]byte{"src.png": encodePNG(t, side, side)})
 	c, err := testclient.Dial(srv.URL, "budget", testclient.Parts, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	pid := h.Packs()[0].Pid
-	base := procStatusBytes(t, pid, "VmRSS")
+	mem := measurePack(t, h)
+	base := mem.Start
 	start := time.Now()
 	_, entry := waitPrompt(t, h, srv, budgetPrompt("budget"))
 	elapsed := time.Since(start)
@@ -153,11 +127,11 @@ func TestPromptUnderBudgetGivesMemoryBack(t *testing.T) {
 		}
 	}
 	live := 113*img + 64*64*4 // every tensor of the prompt
-	peak := procStatusBytes(t, pid, "VmHWM")
+	peak := mem.Peak(t)
 	if peak > base+live+live/2 {
 		t.Errorf("pack peak RSS %d MiB, over start %d MiB plus 1.5 times the prompt's tensors %d MiB", peak>>20, base>>20, live>>20)
 	}
-	after := waitRSSBelow(t, pid, base+live/8)
+	after := mem.SettledBelow(t, base+live/8)
 	if after > base+live/8 {
 		t.Errorf("pack RSS %d MiB after the prompt, want under %d MiB", after>>20, (base+live/8)>>20)
 	}

@@ -13,7 +13,6 @@ import (
 
 	"github.com/nodecast/nodecast/host"
 	"github.com/nodecast/nodecast/host/executor"
-	"github.com/nodecast/nodecast/host/internal/testbin"
 	"github.com/nodecast/nodecast/host/internal/testclient"
 )
 
@@ -51,14 +50,9 @@ func cachePrompt(amount string) string {
 // LoadImage keys on the file's content; POST /free empties the cache; and
 // the cache's tensors are bounded in bytes.
 func TestOutputCache(t *testing.T) {
-	opts := host.Options{CacheBytes: 64 << 20}
-	opts.Packs = []host.PackSource{testbin.BuiltinPack(t)}
-	opts.InputDir = t.TempDir()
-	src := filepath.Join(opts.InputDir, "src.png")
-	if err := os.WriteFile(src, encodePNG(t, 64, 48), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	h, srv := loopbackHost(t, opts)
+	input := t.TempDir()
+	h, srv := binaryPackHost(t, host.Options{CacheBytes: 64 << 20, InputDir: input}, map[string][]byte{"src.png": encodePNG(t, 64, 48)})
+	src := filepath.Join(input, "src.png")
 	c, err := testclient.Dial(srv.URL, "cache", testclient.Parts, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -122,13 +116,7 @@ func TestOutputCache(t *testing.T) {
 // and --cache-none's zero bound keeps nothing.
 func TestOutputCacheBound(t *testing.T) {
 	for _, bound := range []int64{0, 1 << 10} {
-		opts := host.Options{CacheBytes: bound}
-		opts.Packs = []host.PackSource{testbin.BuiltinPack(t)}
-		opts.InputDir = t.TempDir()
-		if err := os.WriteFile(filepath.Join(opts.InputDir, "src.png"), encodePNG(t, 64, 48), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		h, srv := loopbackHost(t, opts)
+		h, srv := binaryPackHost(t, host.Options{CacheBytes: bound}, map[string][]byte{"src.png": encodePNG(t, 64, 48)})
 		for range 2 {
 			_, entry := waitPrompt(t, h, srv, cachePrompt("2"))
 			if got := cachedNodes(t, entry); len(got) != 0 {

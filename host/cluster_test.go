@@ -21,6 +21,7 @@ import (
 	"github.com/nodecast/nodecast/host"
 	"github.com/nodecast/nodecast/host/cluster"
 	"github.com/nodecast/nodecast/host/internal/testclient"
+	"github.com/nodecast/nodecast/internal/wait"
 	"github.com/nodecast/nodecast/protocol"
 )
 
@@ -207,12 +208,10 @@ func TestClusterNATSLost(t *testing.T) {
 
 	var code int
 	var out map[string]any
-	for i := 0; i < 200; i++ { // until the host noticed
-		if code, out = postPrompt(t, srv.URL, map[string]any{"client_id": "lost", "prompt": smallPrompt("during")}); code != http.StatusOK {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	wait.Until(time.Minute, func() bool { // until the host noticed
+		code, out = postPrompt(t, srv.URL, map[string]any{"client_id": "lost", "prompt": smallPrompt("during")})
+		return code != http.StatusOK
+	})
 	if code != http.StatusServiceUnavailable || !strings.Contains(fmt.Sprint(out), "NATS connection to "+ns.ClientURL()) {
 		t.Fatalf("POST /prompt with NATS down: %d %v, want 503 saying NATS is not connected", code, out)
 	}
@@ -227,14 +226,11 @@ func TestClusterNATSLost(t *testing.T) {
 		t.Fatal("nats-server did not restart")
 	}
 	defer ns2.Shutdown()
-	for i := 0; ; i++ { // the host reconnects by itself
-		if code, out = postPrompt(t, srv.URL, map[string]any{"client_id": "lost", "prompt": smallPrompt("after")}); code == http.StatusOK {
-			break
-		}
-		if i > 600 {
-			t.Fatalf("no reconnection: %d %v", code, out)
-		}
-		time.Sleep(50 * time.Millisecond)
+	if !wait.Until(time.Minute, func() bool { // the host reconnects by itself
+		code, out = postPrompt(t, srv.URL, map[string]any{"client_id": "lost", "prompt": smallPrompt("after")})
+		return code == http.StatusOK
+	}) {
+		t.Fatalf("no reconnection: %d %v", code, out)
 	}
 	if err := c.WaitImages(2, time.Minute); err != nil {
 		t.Fatal(err)
@@ -315,15 +311,10 @@ func TestClusterQueueAndHistoryAnyHost(t *testing.T) {
 		return m
 	}
 	for _, u := range []string{a.URL, b.URL} { // the history reaches every host
-		for i := 0; ; i++ {
-			if _, ok := getJSON(u + "/history")[id]; ok {
-				break
-			}
-			if i > 400 {
-				t.Fatalf("%s/history has no %s", u, id)
-			}
-			time.Sleep(25 * time.Millisecond)
-		}
+		wait.For(t, time.Minute, fmt.Sprintf("%s/history to have %s", u, id), func() bool {
+			_, ok := getJSON(u + "/history")[id]
+			return ok
+		})
 		q := getJSON(u + "/queue")
 		if fmt.Sprint(q["queue_running"]) != "[]" || fmt.Sprint(q["queue_pending"]) != "[]" {
 			t.Errorf("%s/queue after the prompt: %v", u, q)
@@ -345,15 +336,10 @@ func TestClusterQueueAndHistoryAnyHost(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	for i := 0; ; i++ {
-		if _, ok := getJSON(a.URL + "/history")[id]; !ok {
-			break
-		}
-		if i > 400 {
-			t.Fatalf("history cleared on B still shows %s on A", id)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
+	wait.For(t, time.Minute, fmt.Sprintf("history cleared on B to drop %s on A", id), func() bool {
+		_, ok := getJSON(a.URL + "/history")[id]
+		return !ok
+	})
 }
 
 // Uploads and outputs go through the JetStream object store: an image
@@ -384,21 +370,21 @@ func TestClusterUploadAndOutputAnyHost(t *testing.T) {
 		t.Fatalf("upload on A: %d %+v", resp.StatusCode, up)
 	}
 	waitView := func(base, query string) []byte {
-		for i := 0; ; i++ {
+		var b []byte
+		code := 0
+		if !wait.Until(time.Minute, func() bool {
 			resp, err := http.Get(base + "/view?" + query)
 			if err != nil {
 				t.Fatal(err)
 			}
-			b, _ := io.ReadAll(resp.Body)
+			b, _ = io.ReadAll(resp.Body)
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return b
-			}
-			if i > 400 {
-				t.Fatalf("%s/view?%s: %d", base, query, resp.StatusCode)
-			}
-			time.Sleep(25 * time.Millisecond)
+			code = resp.StatusCode
+			return code == http.StatusOK
+		}) {
+			t.Fatalf("%s/view?%s: %d", base, query, code)
 		}
+		return b
 	}
 	// The prompt is posted to B at once: B (validating) and C (running)
 	// fetch the upload if their mirror has not written it yet.
@@ -531,7 +517,7 @@ func TestClusterResumeAcrossHosts(t *testing.T) {
 		t.Fatalf("POST /prompt: %d %v", code, out)
 	}
 	second := out["prompt_id"].(string)
-	for i := 0; ; i++ { // it ran while the client was away
+	wait.For(t, time.Minute, "the second prompt to finish", func() bool { // it ran while the client was away
 		resp, err := http.Get(b.URL + "/history/" + second)
 		if err != nil {
 			t.Fatal(err)
@@ -539,14 +525,9 @@ func TestClusterResumeAcrossHosts(t *testing.T) {
 		var h map[string]any
 		json.NewDecoder(resp.Body).Decode(&h)
 		resp.Body.Close()
-		if _, ok := h[second]; ok {
-			break
-		}
-		if i > 400 {
-			t.Fatal("the second prompt did not finish")
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
+		_, ok := h[second]
+		return ok
+	})
 	time.Sleep(200 * time.Millisecond) // A appends the terminal message after the history
 
 	conn, st2 := resumeDial(t, b.URL, "roamer", &protocol.Position{Epoch: st.Epoch, Seq: last})

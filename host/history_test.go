@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/nodecast/nodecast/host"
-	"github.com/nodecast/nodecast/host/internal/testbin"
+	"github.com/nodecast/nodecast/host/internal/hosttest"
 	"github.com/nodecast/nodecast/host/internal/testclient"
 )
 
@@ -161,7 +161,7 @@ func TestBase64InputOver64MiB(t *testing.T) {
 	if testing.Short() {
 		t.Skip("sends a 65 MiB prompt")
 	}
-	h, srv := loopbackHost(t, host.Options{Packs: []host.PackSource{testbin.BuiltinPack(t)}})
+	h, srv := loopbackHost(t, host.Options{Packs: []host.PackSource{hosttest.BuiltinPack(t)}})
 	c, err := testclient.Dial(srv.URL, "big", testclient.Parts, nil)
 	if err != nil {
 		t.Fatal(err)

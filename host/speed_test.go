@@ -5,13 +5,11 @@ import (
 	"image"
 	"image/png"
 	"os"
-	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/nodecast/nodecast/host"
-	"github.com/nodecast/nodecast/host/internal/testbin"
 	"github.com/nodecast/nodecast/host/internal/testclient"
 )
 
@@ -56,21 +54,14 @@ func TestPromptPeakRSS(t *testing.T) {
 	if v := os.Getenv("NODECAST_SPEED_SIDE"); v != "" {
 		side, _ = strconv.Atoi(v)
 	}
-	opts := host.Options{}
-	opts.Packs = []host.PackSource{testbin.BuiltinPack(t)} // built without -race: the product's RSS
-	opts.InputDir = t.TempDir()
-	src := photoPNG(t, side)
-	if err := os.WriteFile(filepath.Join(opts.InputDir, "photo.png"), src, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	h, srv := loopbackHost(t, opts)
+	h, srv := binaryPackHost(t, host.Options{}, map[string][]byte{"photo.png": photoPNG(t, side)})
 	c, err := testclient.Dial(srv.URL, "rss", testclient.Parts, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	pid := h.Packs()[0].Pid
-	base := procStatusBytes(t, pid, "VmRSS")
+	mem := measurePack(t, h)
+	base := mem.Start
 	start := time.Now()
 	_, entry := waitPrompt(t, h, srv, `{"client_id": "rss", "prompt": {
   "1": {"class_type": "LoadImage", "inputs": {"image": "photo.png"}},
@@ -89,13 +80,13 @@ func TestPromptPeakRSS(t *testing.T) {
 	}
 	batch := int64(4 * side * side * 3)
 	bound := (batch + encoded) * 3 / 2
-	peak := procStatusBytes(t, pid, "VmHWM")
+	peak := mem.Peak(t)
 	if peak-base > bound {
 		t.Errorf("pack peak RSS %d MiB over its start %d MiB: %d MiB, bound 1.5 x (batch %d MiB + encoded %d MiB) = %d MiB",
 			peak>>20, base>>20, (peak-base)>>20, batch>>20, encoded>>20, bound>>20)
 	}
 	returned := time.Now()
-	after := waitRSSBelow(t, pid, base+bound/8)
+	after := mem.SettledBelow(t, base+bound/8)
 	if after > base+bound/8 {
 		t.Errorf("pack RSS %d MiB after the prompt, want under %d MiB: memory not given back", after>>20, (base+bound/8)>>20)
 	}

@@ -9,18 +9,14 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/nodecast/nodecast/internal/testbin"
 	"github.com/nodecast/nodecast/plugins"
 	"github.com/nodecast/nodecast/protocol"
 )
 
 // The test binary is also the test plugin: started with plugins.PackEnv set,
 // it serves testPack instead of running tests.
-func TestMain(m *testing.M) {
-	if plugins.ServeSelfPack(testPack()) {
-		os.Exit(0)
-	}
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { testbin.Main(m, testPack()) }
 
 const testPackName = "nodecast-test"
 

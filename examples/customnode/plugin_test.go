@@ -10,16 +10,15 @@ import (
 	"log/slog"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
 
 	"github.com/nodecast/nodecast/host"
+	"github.com/nodecast/nodecast/internal/testbin"
 	"github.com/nodecast/nodecast/plugins"
 	"github.com/nodecast/nodecast/plugins/builtin"
 	"github.com/nodecast/nodecast/protocol"
@@ -27,55 +26,14 @@ import (
 
 // TestMain lets this test binary serve the built-in pack when the host starts
 // it as a plugin subprocess (host.SelfPack), as the nodecast binary does.
-func TestMain(m *testing.M) {
-	if plugins.ServeSelfPack(builtin.Pack()) {
-		os.Exit(0)
-	}
-	code := m.Run()
-	if builtDir != "" {
-		os.RemoveAll(builtDir)
-	}
-	os.Exit(code)
-}
-
-var (
-	buildOnce sync.Once
-	builtDir  string // holds the plugin binary built once for all tests
-	builtBin  string
-	buildErr  error
-)
+func TestMain(m *testing.M) { testbin.Main(m, builtin.Pack()) }
 
 // pluginDir builds this example with `go build`, as its README says, once
 // per test run (without the race detector, like a user's build), and returns
 // a fresh plugin folder holding it as "customnode".
 func pluginDir(t *testing.T) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		builtDir, buildErr = os.MkdirTemp("", "customnode-build")
-		if buildErr != nil {
-			return
-		}
-		builtBin = filepath.Join(builtDir, PackName)
-		out, err := exec.Command("go", "build", "-o", builtBin, "github.com/nodecast/nodecast/examples/customnode").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	dir := filepath.Join(t.TempDir(), "plugins.d")
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	bin, err := os.ReadFile(builtBin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, PackName), bin, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return dir
+	return testbin.PluginDir(t, "github.com/nodecast/nodecast/examples/customnode", PackName)
 }
 
 // newHost starts a host with the built-in pack (this test binary) and the

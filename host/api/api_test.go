@@ -20,8 +20,8 @@ import (
 
 	"github.com/nodecast/nodecast/host/api"
 	"github.com/nodecast/nodecast/host/executor"
-	"github.com/nodecast/nodecast/host/executor/executortest"
 	"github.com/nodecast/nodecast/host/hub"
+	"github.com/nodecast/nodecast/host/internal/executortest"
 	"github.com/nodecast/nodecast/protocol"
 )
 

@@ -11,6 +11,6 @@
 // loopback listener: DNS rebinding), and every POST refuses a cross-site
 // browser request, Origin "null" included (CSRF).
 //
-// It must never import sendimage or a node implementation: it knows nodes
-// only by their Spec.
+// It imports sendimage only to re-encode /view previews, and must never import
+// a node implementation: it knows nodes only by their Spec.
 package api

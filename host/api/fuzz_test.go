@@ -12,7 +12,7 @@ import (
 
 	"github.com/nodecast/nodecast/host/api"
 	"github.com/nodecast/nodecast/host/executor"
-	"github.com/nodecast/nodecast/host/executor/executortest"
+	"github.com/nodecast/nodecast/host/internal/executortest"
 )
 
 // FuzzPostPrompt feeds any body to POST /prompt: the server never panics,

@@ -10,7 +10,7 @@ import (
 
 	"github.com/nodecast/nodecast/host/api"
 	"github.com/nodecast/nodecast/host/executor"
-	"github.com/nodecast/nodecast/host/executor/executortest"
+	"github.com/nodecast/nodecast/host/internal/executortest"
 	"github.com/nodecast/nodecast/host/internal/logbuf"
 )
 

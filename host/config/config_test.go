@@ -11,7 +11,7 @@ import (
 
 	"github.com/nodecast/nodecast/host/config"
 	"github.com/nodecast/nodecast/host/executor"
-	"github.com/nodecast/nodecast/host/executor/executortest"
+	"github.com/nodecast/nodecast/host/internal/executortest"
 )
 
 const portraitJSON = `{

@@ -21,7 +21,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/nodecast/nodecast/host/config"
-	"github.com/nodecast/nodecast/host/internal/testbin"
+	"github.com/nodecast/nodecast/internal/wait"
 	"github.com/nodecast/nodecast/sendimage"
 )
 
@@ -253,20 +253,15 @@ func evalJSON[T any](ctx context.Context, expr string, v *T) error {
 // waitPage polls cond (a JS expression) until it is true.
 func waitPage(t *testing.T, ctx context.Context, what, cond string) {
 	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for {
+	if !wait.Until(waitTimeout, func() bool {
 		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](cond))
 		if err != nil {
 			t.Fatalf("waiting for %s: %v", what, err)
 		}
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			dump, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`JSON.stringify({states: nodecastViewer.states, prompts: nodecastViewer.prompts, errors: nodecastViewer.errors, resumes: nodecastViewer.resumes, images: nodecastViewer.images.map((r) => [r.promptId, r.index, r.width])})`))
-			t.Fatalf("no %s after %v; page state %s", what, waitTimeout, dump)
-		}
-		time.Sleep(100 * time.Millisecond)
+		return ok
+	}) {
+		dump, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`JSON.stringify({states: nodecastViewer.states, prompts: nodecastViewer.prompts, errors: nodecastViewer.errors, resumes: nodecastViewer.resumes, images: nodecastViewer.images.map((r) => [r.promptId, r.index, r.width])})`))
+		t.Fatalf("no %s after %v; page state %s", what, waitTimeout, dump)
 	}
 }
 
@@ -288,9 +283,7 @@ func TestBrowserViewer(t *testing.T) {
 	if err := os.WriteFile(noiseFile, noise.PNG, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	opts := serveOptions(t, config.Default())
-	opts.Packs[0] = testbin.BuiltinPack(t)
-	s := startServer(t, opts)
+	s := startBuiltServer(t, config.Default())
 	// The first WebSocket is cut 20 MiB in (inside the second image), the one
 	// that resumes 6 MiB in: each resume starts in the middle of an image.
 	proxy := startWSCutProxy(t, strings.TrimPrefix(s.URL, "http://"), 20<<20, 6<<20)
@@ -452,9 +445,7 @@ func TestBrowserViewer30(t *testing.T) {
 	// window; TestBrowserViewer covers resume with the defaults.
 	cfg := config.Default()
 	cfg.Sessions.WindowBytes, cfg.Sessions.WindowGlobalBytes = 512<<20, 512<<20
-	opts := serveOptions(t, cfg)
-	opts.Packs[0] = testbin.BuiltinPack(t)
-	s := startServer(t, opts)
+	s := startBuiltServer(t, cfg)
 	if status, ans := upload(t, s, "noise.png", noise.PNG); status != 200 {
 		t.Fatalf("upload: %d %v", status, ans)
 	}
@@ -536,9 +527,7 @@ func TestBrowserBase64Fallback(t *testing.T) {
 	const n = 2
 	ctx, _ := startBrowser(t)
 	noise := makeNoisePNG(t, 2048, 13)
-	opts := serveOptions(t, config.Default())
-	opts.Packs[0] = testbin.BuiltinPack(t)
-	s := startServer(t, opts)
+	s := startBuiltServer(t, config.Default())
 	if status, ans := upload(t, s, "noise.png", noise.PNG); status != 200 {
 		t.Fatalf("upload: %d %v", status, ans)
 	}

@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/nodecast/nodecast/host/config"
-	"github.com/nodecast/nodecast/host/internal/testbin"
+	"github.com/nodecast/nodecast/host/internal/testclient"
 	"github.com/nodecast/nodecast/protocol"
 )
 
@@ -15,13 +15,11 @@ import (
 func TestClientsReceiveOnlyTheirOwnPrompts(t *testing.T) {
 	const size = 256
 	p := photoOf(t, size)
-	opts := serveOptions(t, config.Default())
-	opts.Packs[0] = testbin.BuiltinPack(t)
-	s := startServer(t, opts)
+	s := startBuiltServer(t, config.Default())
 	name := mustUpload(t, s, "shared.png", p.PNG)
 
 	type run struct {
-		c        *wsClient
+		c        *testclient.Client
 		shape    wireShape
 		event    string
 		n        int
@@ -45,27 +43,27 @@ func TestClientsReceiveOnlyTheirOwnPrompts(t *testing.T) {
 	}
 	for _, r := range runs {
 		for _, id := range r.promptID {
-			r.c.waitPromptEnd(t, id)
+			waitPromptEnd(t, r.c, id)
 		}
 	}
 	// Every prompt has ended, and a marker sent now reaches each client after
 	// anything the hub ever queued for it.
 	for _, r := range runs {
 		t.Run(r.c.ID, func(t *testing.T) {
-			log := r.c.waitMarker(t, s)
-			r.c.checkErr(t)
+			log := waitMarker(t, s, r.c)
+			checkErr(t, r.c)
 			mine := map[string]bool{}
 			for _, id := range r.promptID {
 				mine[id] = true
 			}
 			for _, m := range log {
-				if m.Kind == kindPART && !mine[m.Part.PromptID] {
+				if m.Kind == testclient.PART && !mine[m.Part.PromptID] {
 					t.Fatalf("received a PART of prompt %s", m.Part.PromptID)
 				}
-				if m.Kind != kindJSON {
+				if m.Kind != testclient.JSON {
 					continue
 				}
-				if id, ok := m.field("prompt_id").(string); ok && !mine[id] {
+				if id, ok := m.Field("prompt_id").(string); ok && !mine[id] {
 					t.Fatalf("received %v of another client's prompt", m)
 				}
 				for _, other := range runs {
@@ -96,11 +94,11 @@ func TestClientsReceiveOnlyTheirOwnPrompts(t *testing.T) {
 // executing {node:null}, without progress_state, whose shapes
 // host/executor's TestProgressState checks (TestPromptWithoutClientReachesEveryClient
 // checks here that it arrives over the socket).
-func promptMessages(log []received, promptID string) []received {
+func promptMessages(log []testclient.Received, promptID string) []testclient.Received {
 	all := promptMessagesAll(log, promptID)
-	out := make([]received, 0, len(all))
+	out := make([]testclient.Received, 0, len(all))
 	for _, r := range all {
-		if !(r.Kind == kindJSON && r.Type == protocol.TypeProgressState) {
+		if !(r.Kind == testclient.JSON && r.Type == protocol.TypeProgressState) {
 			out = append(out, r)
 		}
 	}
@@ -108,13 +106,13 @@ func promptMessages(log []received, promptID string) []received {
 }
 
 // promptMessagesAll is promptMessages with progress_state.
-func promptMessagesAll(log []received, promptID string) []received {
+func promptMessagesAll(log []testclient.Received, promptID string) []testclient.Received {
 	start, end := -1, -1
 	for i, r := range log {
-		if start < 0 && isJSON(r, protocol.TypeExecutionStart, promptID) {
+		if start < 0 && r.IsJSON(protocol.TypeExecutionStart, promptID) {
 			start = i
 		}
-		if start >= 0 && isPromptEnd(r, promptID) {
+		if start >= 0 && r.IsPromptEnd(promptID) {
 			end = i
 			break
 		}
@@ -130,20 +128,18 @@ func promptMessagesAll(log []received, promptID string) []received {
 // in the shape it negotiated.
 func TestPromptWithoutClientReachesEveryClient(t *testing.T) {
 	p := photoOf(t, 256)
-	opts := serveOptions(t, config.Default())
-	opts.Packs[0] = testbin.BuiltinPack(t)
-	s := startServer(t, opts)
+	s := startBuiltServer(t, config.Default())
 	name := mustUpload(t, s, "everyone.png", p.PNG)
 	parts := dialWS(t, s, "everyone-parts", true, stockReadLimit)
 	plain := dialWS(t, s, "everyone-plain", false, stockReadLimit)
 
 	id := queue(t, s, map[string]any{"prompt": pipeline(name, 2, "SendImageOnWebSocket", map[string]any{"event": "to.all"})})
 	for _, tc := range []struct {
-		c     *wsClient
+		c     *testclient.Client
 		shape wireShape
 	}{{parts, shapePART}, {plain, shapeB64}} {
-		log := tc.c.waitPromptEnd(t, id)
-		tc.c.checkErr(t)
+		log := waitPromptEnd(t, tc.c, id)
+		checkErr(t, tc.c)
 		b64 := ""
 		if tc.shape == shapeB64 {
 			b64 = "to.all"
@@ -153,7 +149,7 @@ func TestPromptWithoutClientReachesEveryClient(t *testing.T) {
 		// has every node finished.
 		var last protocol.ProgressStateData
 		for _, r := range promptMessagesAll(log, id) {
-			if r.Kind == kindJSON && r.Type == protocol.TypeProgressState {
+			if r.Kind == testclient.JSON && r.Type == protocol.TypeProgressState {
 				if err := json.Unmarshal(r.Data, &last); err != nil {
 					t.Fatal(err)
 				}

@@ -17,7 +17,8 @@ import (
 
 	"github.com/nodecast/nodecast/host/config"
 	"github.com/nodecast/nodecast/host/internal/logbuf"
-	"github.com/nodecast/nodecast/host/internal/testbin"
+	"github.com/nodecast/nodecast/host/internal/testclient"
+	"github.com/nodecast/nodecast/internal/testbin"
 )
 
 // portraitWorkflow is an API-format workflow with three senders: node 3 is
@@ -79,16 +80,16 @@ func checkPortraitRun(t *testing.T, s *server, p *photo) {
 	t.Run("PART client", func(t *testing.T) {
 		c := dialWS(t, s, "workflow-parts", true, stockReadLimit)
 		id := queue(t, s, map[string]any{"workflow": "portrait", "client_id": c.ID})
-		log := promptMessages(c.waitPromptEnd(t, id), id)
-		c.checkErr(t)
+		log := promptMessages(waitPromptEnd(t, c, id), id)
+		checkErr(t, c)
 		got := map[string]int{}
 		for _, r := range log {
-			if r.Kind == kindPART && r.Part.Node == "3" {
+			if r.Kind == testclient.PART && r.Part.Node == "3" {
 				if want := int((r.Part.Size + 999) / 1000); r.Part.Parts != want {
 					t.Fatalf("node 3 sent a %d-byte image in %d parts, want %d (part_size 1000)", r.Part.Size, r.Part.Parts, want)
 				}
 			}
-			if r.Kind != kindPART || r.Done == nil {
+			if r.Kind != testclient.PART || r.Done == nil {
 				continue
 			}
 			img := r.Done
@@ -104,15 +105,15 @@ func checkPortraitRun(t *testing.T, s *server, p *photo) {
 		if got["3"] != 2 || got["4"] != 2 || got["5"] != 2 {
 			t.Fatalf("images per node %v, want 2 from each of 3, 4 and 5", got)
 		}
-		if _, err := c.waitFor(func(r received) bool { return isJSON(r, "execution_success", id) }); err != nil {
+		if _, err := c.WaitFor(waitTimeout, func(r testclient.Received) bool { return r.IsJSON("execution_success", id) }); err != nil {
 			t.Fatal(err)
 		}
 	})
 	t.Run("plain client", func(t *testing.T) {
 		c := dialWS(t, s, "workflow-plain", false, stockReadLimit)
 		id := queue(t, s, map[string]any{"workflow": "portrait", "client_id": c.ID})
-		log := promptMessages(c.waitPromptEnd(t, id), id)
-		c.checkErr(t)
+		log := promptMessages(waitPromptEnd(t, c, id), id)
+		checkErr(t, c)
 		for node, want := range wantEvents {
 			imgs := joinB64Parts(t, log, want.event)
 			if len(imgs) != 2 {
@@ -172,6 +173,7 @@ func TestServeCommand(t *testing.T) {
 	cmd := exec.CommandContext(ctx, bin, "serve", "--listen", "127.0.0.1:0", "--config", path,
 		"--plugins", t.TempDir(), "--input-dir", inputDir, "--log-level", "warn",
 		"--output-dir", t.TempDir(), "--temp-dir", t.TempDir())
+	testbin.Contain(t, cmd) // a kill on failure takes the built-in pack's process too
 	var stderr logbuf.Buffer
 	cmd.Stderr = &stderr
 	stdout, err := cmd.StdoutPipe()
@@ -264,6 +266,7 @@ func TestBadConfigRefused(t *testing.T) {
 			defer cancel()
 			cmd := exec.CommandContext(ctx, bin, "serve", "--listen", "127.0.0.1:0", "--config", path,
 				"--plugins", t.TempDir(), "--input-dir", t.TempDir())
+			testbin.Contain(t, cmd)
 			var stdout, stderr bytes.Buffer
 			cmd.Stdout, cmd.Stderr = &stdout, &stderr
 			err = cmd.Run()

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/nodecast/nodecast/host/config"
+	"github.com/nodecast/nodecast/host/internal/testclient"
 	"github.com/nodecast/nodecast/protocol"
 )
 
@@ -97,13 +98,13 @@ func TestExecutionErrorsThenNextPromptRuns(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			id := queuePrompt(t, s, tc.prompt, c.ID)
-			log := promptMessages(c.waitPromptEnd(t, id), id)
-			c.checkErr(t)
+			log := promptMessages(waitPromptEnd(t, c, id), id)
+			checkErr(t, c)
 			var types []string
-			var failure received
+			var failure testclient.Received
 			for _, r := range log {
 				switch {
-				case r.Kind != kindJSON:
+				case r.Kind != testclient.JSON:
 					t.Fatalf("a failed prompt sent image data: %v", r)
 				case r.Type == protocol.TypeStatus: // queue size, to every client
 					continue
@@ -144,8 +145,8 @@ func TestExecutionErrorsThenNextPromptRuns(t *testing.T) {
 
 			// The queue goes on: a good prompt runs to execution_success.
 			next := queuePrompt(t, s, pipeline(good, 2, "SendImageOnWebSocket", nil), c.ID)
-			log = promptMessages(c.waitPromptEnd(t, next), next)
-			c.checkErr(t)
+			log = promptMessages(waitPromptEnd(t, c, next), next)
+			checkErr(t, c)
 			checkPromptOrder(t, log, promptShape{PromptID: next, Nodes: []string{"1", "2", "3"}, Images: 2, Executed: true})
 			checkImages(t, imagesOf(t, log, shapePART, defaultEvent(), next, 2), 2, small)
 		})

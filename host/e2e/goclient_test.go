@@ -14,7 +14,6 @@ import (
 
 	"github.com/nodecast/nodecast/client"
 	"github.com/nodecast/nodecast/host/config"
-	"github.com/nodecast/nodecast/host/internal/testbin"
 )
 
 // cuttingProxy forwards TCP connections to a server and cuts the first
@@ -86,9 +85,7 @@ func (p *cuttingProxy) forward(in net.Conn) {
 func TestGoClientThroughCuttingProxy(t *testing.T) {
 	const n = 4
 	p := photoOf(t, 2048)
-	opts := serveOptions(t, config.Default())
-	opts.Packs[0] = testbin.BuiltinPack(t)
-	s := startServer(t, opts)
+	s := startBuiltServer(t, config.Default())
 	proxy := startProxy(t, strings.TrimPrefix(s.URL, "http://"), 8, 3<<20, 8)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)

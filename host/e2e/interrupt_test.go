@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/nodecast/nodecast/host/config"
-	"github.com/nodecast/nodecast/host/internal/testbin"
+	"github.com/nodecast/nodecast/host/internal/testclient"
 	"github.com/nodecast/nodecast/protocol"
 )
 
@@ -17,9 +17,7 @@ import (
 // prompt, or has no body at all, as ComfyUI's front end sends it.
 func TestInterruptThenNextPromptRuns(t *testing.T) {
 	const batch = 16
-	opts := serveOptions(t, config.Default())
-	opts.Packs[0] = testbin.BuiltinPack(t)
-	s := startServer(t, opts)
+	s := startBuiltServer(t, config.Default())
 	c := dialWS(t, s, "interrupt", true, stockReadLimit)
 
 	prompt := func(size, n int) map[string]any {
@@ -39,22 +37,22 @@ func TestInterruptThenNextPromptRuns(t *testing.T) {
 			id := queuePrompt(t, s, prompt(2048, batch), c.ID)
 			// Interrupt once the sender has started: it has all sixteen
 			// images still to convert, encode and send.
-			if _, err := c.waitFor(func(r received) bool {
-				return isJSON(r, protocol.TypeExecuting, id) && r.field("node") == "2"
+			if _, err := c.WaitFor(waitTimeout, func(r testclient.Received) bool {
+				return r.IsJSON(protocol.TypeExecuting, id) && r.Field("node") == "2"
 			}); err != nil {
 				t.Fatal(err)
 			}
 			if status, ans := post(t, s, "/interrupt", tc.body(id)); status != http.StatusOK {
 				t.Fatalf("POST /interrupt: %d %v", status, ans)
 			}
-			log := promptMessages(c.waitPromptEnd(t, id), id)
-			c.checkErr(t) // no torn image: every PART frame belongs to an image that completed
+			log := promptMessages(waitPromptEnd(t, c, id), id)
+			checkErr(t, c) // no torn image: every PART frame belongs to an image that completed
 
 			var interrupted *protocol.ExecutionInterruptedData
 			images := 0
 			for _, r := range log {
 				switch {
-				case r.Kind == kindPART:
+				case r.Kind == testclient.PART:
 					if r.Done != nil {
 						images++
 					}
@@ -85,8 +83,8 @@ func TestInterruptThenNextPromptRuns(t *testing.T) {
 			}
 
 			next := queuePrompt(t, s, prompt(64, 2), c.ID)
-			log = promptMessages(c.waitPromptEnd(t, next), next)
-			c.checkErr(t)
+			log = promptMessages(waitPromptEnd(t, c, next), next)
+			checkErr(t, c)
 			checkPromptOrder(t, log, promptShape{PromptID: next, Nodes: []string{"1", "2"}, Images: 2, Executed: true})
 		})
 	}

@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/nodecast/nodecast/host/config"
-	"github.com/nodecast/nodecast/host/internal/testbin"
+	"github.com/nodecast/nodecast/host/internal/testclient"
 	"github.com/nodecast/nodecast/protocol"
 )
 
@@ -19,9 +19,7 @@ func TestLargeImagesStayUnderMessageLimit(t *testing.T) {
 	}
 	const size, n = 2048, 2
 	p := photoOf(t, size)
-	opts := serveOptions(t, config.Default())
-	opts.Packs[0] = testbin.BuiltinPack(t)
-	s := startServer(t, opts)
+	s := startBuiltServer(t, config.Default())
 	name := mustUpload(t, s, "large.png", p.PNG)
 
 	cases := []struct {
@@ -45,8 +43,8 @@ func TestLargeImagesStayUnderMessageLimit(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := dialWS(t, s, fmt.Sprintf("large-%d", i), tc.parts, stockReadLimit)
 			id := queuePrompt(t, s, pipeline(name, n, tc.sender, tc.inputs), c.ID)
-			log := c.waitPromptEnd(t, id)
-			c.checkErr(t) // a message over the read limit fails the client
+			log := waitPromptEnd(t, c, id)
+			checkErr(t, c) // a message over the read limit fails the client
 			b64 := ""
 			if tc.shape == shapeB64 {
 				b64 = tc.event
@@ -61,7 +59,7 @@ func TestLargeImagesStayUnderMessageLimit(t *testing.T) {
 			checkImages(t, imgs, n, p)
 			messages := 0
 			for _, r := range log {
-				if r.Kind == kindPART || r.Type == b64 {
+				if r.Kind == testclient.PART || r.Type == b64 {
 					messages++
 				}
 				if r.Size >= protocol.DefaultMessageLimit {
@@ -71,7 +69,7 @@ func TestLargeImagesStayUnderMessageLimit(t *testing.T) {
 			if messages < 2*n {
 				t.Fatalf("%d images of over 4 MiB came in %d messages", n, messages)
 			}
-			t.Logf("%d images of %d bytes in %d messages, the largest %d bytes", n, len(imgs[0].Data), messages, c.maxMessage())
+			t.Logf("%d images of %d bytes in %d messages, the largest %d bytes", n, len(imgs[0].Data), messages, c.MaxMessage())
 		})
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nodecast/nodecast/host/internal/testclient"
 	"github.com/nodecast/nodecast/protocol"
 )
 
@@ -28,12 +29,12 @@ type imageCounter struct {
 }
 
 // add reports whether r carries image data, and counts the image it completes.
-func (c *imageCounter) add(r received) bool {
+func (c *imageCounter) add(r testclient.Received) bool {
 	switch r.Kind {
-	case kindWhole:
+	case testclient.Whole:
 		c.done++
 		return true
-	case kindPART:
+	case testclient.PART:
 		if r.Done != nil {
 			c.done++
 		}
@@ -61,11 +62,11 @@ func (c *imageCounter) add(r received) bool {
 // output), execution_success and executing {node:null}. Every image arrives
 // while the sender runs, before executed; progress value v arrives after the
 // v-th image.
-func checkPromptOrder(t *testing.T, log []received, want promptShape) {
+func checkPromptOrder(t *testing.T, log []testclient.Received, want promptShape) {
 	t.Helper()
-	var seq []received
+	var seq []testclient.Received
 	for _, r := range log {
-		if r.Kind == kindJSON && (r.Type == protocol.TypeStatus || r.Type == protocol.TypeFeatureFlags || r.Type == protocol.TypeProgressState || r.Type == "e2e.marker") { // progress_state: see promptMessages
+		if r.Kind == testclient.JSON && (r.Type == protocol.TypeStatus || r.Type == protocol.TypeFeatureFlags || r.Type == protocol.TypeProgressState || r.Type == "e2e.marker") { // progress_state: see promptMessages
 			continue
 		}
 		seq = append(seq, r)
@@ -78,7 +79,7 @@ func checkPromptOrder(t *testing.T, log []received, want promptShape) {
 			if j == i {
 				mark = "->"
 			}
-			if r.Kind == kindJSON || j == i || j == 0 || (j > 0 && seq[j-1].Kind == kindJSON) {
+			if r.Kind == testclient.JSON || j == i || j == 0 || (j > 0 && seq[j-1].Kind == testclient.JSON) {
 				fmt.Fprintf(&b, "%s %3d %v\n", mark, j, r)
 			}
 		}
@@ -91,7 +92,7 @@ func checkPromptOrder(t *testing.T, log []received, want promptShape) {
 			fail(i, "missing %s", typ)
 		}
 		r := seq[i]
-		if r.Kind != kindJSON || r.Type != typ {
+		if r.Kind != testclient.JSON || r.Type != typ {
 			fail(i, "got %v, want %s", r, typ)
 		}
 		var d map[string]any
@@ -173,11 +174,11 @@ func checkPromptOrder(t *testing.T, log []received, want promptShape) {
 }
 
 // executedOutput returns the "output" of the prompt's executed message.
-func executedOutput(t *testing.T, log []received, promptID string) any {
+func executedOutput(t *testing.T, log []testclient.Received, promptID string) any {
 	t.Helper()
 	for _, r := range log {
-		if isJSON(r, protocol.TypeExecuted, promptID) {
-			return r.field("output")
+		if r.IsJSON(protocol.TypeExecuted, promptID) {
+			return r.Field("output")
 		}
 	}
 	t.Fatalf("no executed message for prompt %s", promptID)

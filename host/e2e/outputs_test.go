@@ -20,7 +20,7 @@ import (
 
 	"github.com/nodecast/nodecast/host"
 	"github.com/nodecast/nodecast/host/config"
-	"github.com/nodecast/nodecast/host/internal/testbin"
+	"github.com/nodecast/nodecast/host/internal/hosttest"
 	"github.com/nodecast/nodecast/protocol"
 )
 
@@ -32,7 +32,7 @@ var saveClient = filepath.Join("..", "..", "examples", "python", "save_client.py
 func outputServer(t *testing.T) (*server, host.Options) {
 	t.Helper()
 	opts := serveOptions(t, config.Default())
-	opts.Packs[0] = testbin.BuiltinPack(t)
+	opts.Packs[0] = hosttest.BuiltinPack(t)
 	opts.OutputDir, opts.TempDir = t.TempDir(), t.TempDir()
 	return startServer(t, opts), opts
 }

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/nodecast/nodecast/host/internal/testclient"
 	"github.com/nodecast/nodecast/protocol"
 	"github.com/nodecast/nodecast/sendimage"
 )
@@ -177,7 +178,7 @@ type b64Image struct {
 // checks that the part numbers are continuous, joins the strings in order and
 // decodes them. It also checks nodecast's integrity fields (part_count, size,
 // sha256), as the Python client in examples/python does.
-func joinB64Parts(t *testing.T, msgs []received, event string) []b64Image {
+func joinB64Parts(t *testing.T, msgs []testclient.Received, event string) []b64Image {
 	t.Helper()
 	type key struct {
 		label string
@@ -186,7 +187,7 @@ func joinB64Parts(t *testing.T, msgs []received, event string) []b64Image {
 	parts := map[key]map[int]string{}
 	meta := map[key]protocol.B64PartData{}
 	for _, r := range msgs {
-		if r.Kind != kindJSON || r.Type != event {
+		if r.Kind != testclient.JSON || r.Type != event {
 			continue
 		}
 		var d protocol.B64PartData

@@ -14,7 +14,7 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/nodecast/nodecast/client"
 	"github.com/nodecast/nodecast/host/config"
-	"github.com/nodecast/nodecast/host/internal/testbin"
+	"github.com/nodecast/nodecast/internal/testbin"
 	"github.com/nodecast/nodecast/protocol"
 )
 

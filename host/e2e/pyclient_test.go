@@ -11,7 +11,6 @@ import (
 	"testing"
 
 	"github.com/nodecast/nodecast/host/config"
-	"github.com/nodecast/nodecast/host/internal/testbin"
 )
 
 // pyClientDir is the Python package's project folder, relative to this package.
@@ -72,9 +71,7 @@ func TestPythonPackage(t *testing.T) {
 	const n, size = 4, 2048
 	pil := exec.Command(python, "-c", "import PIL").Run() == nil
 	noise := makeNoisePNG(t, size, 13)
-	opts := serveOptions(t, config.Default())
-	opts.Packs[0] = testbin.BuiltinPack(t)
-	s := startServer(t, opts)
+	s := startBuiltServer(t, config.Default())
 	if status, ans := upload(t, s, "noise.png", noise.PNG); status != 200 {
 		t.Fatalf("upload: %d %v", status, ans)
 	}

@@ -12,7 +12,6 @@ import (
 	"testing"
 
 	"github.com/nodecast/nodecast/host/config"
-	"github.com/nodecast/nodecast/host/internal/testbin"
 	"github.com/nodecast/nodecast/protocol"
 )
 
@@ -82,9 +81,7 @@ func TestPythonNTLClient(t *testing.T) {
 	if _, err := os.Stat(ntlb64partClient); err != nil {
 		t.Fatalf("the Python client: %v", err)
 	}
-	opts := serveOptions(t, config.Default())
-	opts.Packs[0] = testbin.BuiltinPack(t)
-	s := startServer(t, opts)
+	s := startBuiltServer(t, config.Default())
 
 	for _, tc := range []struct{ size, n int }{{1024, 4}, {2048, 2}} {
 		t.Run(strconv.Itoa(tc.size)+"x"+strconv.Itoa(tc.n), func(t *testing.T) {

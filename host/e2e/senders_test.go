@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/nodecast/nodecast/host/config"
-	"github.com/nodecast/nodecast/host/internal/testbin"
+	"github.com/nodecast/nodecast/host/internal/testclient"
 	"github.com/nodecast/nodecast/plugins/builtin"
 	"github.com/nodecast/nodecast/protocol"
 )
@@ -29,19 +29,19 @@ type receivedImage struct {
 
 // imagesOf returns the images a client received in shape, and fails the
 // test when it received images in another shape too.
-func imagesOf(t *testing.T, log []received, shape wireShape, event string, promptID string, batch int) []receivedImage {
+func imagesOf(t *testing.T, log []testclient.Received, shape wireShape, event string, promptID string, batch int) []receivedImage {
 	t.Helper()
 	var out []receivedImage
 	var whole, parts, b64 int
 	for _, r := range log {
 		switch {
-		case r.Kind == kindWhole:
+		case r.Kind == testclient.Whole:
 			whole++
 			if r.Format != protocol.ImageFormatPNG {
 				t.Fatalf("type 1 frame with format %d, want %d (PNG)", r.Format, protocol.ImageFormatPNG)
 			}
 			out = append(out, receivedImage{Index: -1, Data: r.Image})
-		case r.Kind == kindPART:
+		case r.Kind == testclient.PART:
 			parts++
 			h := r.Part
 			if h.Event != event || h.PromptID != promptID || h.Node != "3" || h.Batch != batch || h.MIME != "image/png" {
@@ -50,7 +50,7 @@ func imagesOf(t *testing.T, log []received, shape wireShape, event string, promp
 			if r.Done != nil {
 				out = append(out, receivedImage{Index: r.Done.Index, Data: r.Done.Data})
 			}
-		case r.Kind == kindJSON && r.Type == event && event != "":
+		case r.Kind == testclient.JSON && r.Type == event && event != "":
 			b64++
 		}
 	}
@@ -105,9 +105,7 @@ func checkImages(t *testing.T, imgs []receivedImage, n int, p *photo) {
 func TestSendersEndToEnd(t *testing.T) {
 	const size, n = 1024, 3
 	p := photoOf(t, size)
-	opts := serveOptions(t, config.Default())
-	opts.Packs[0] = testbin.BuiltinPack(t)
-	s := startServer(t, opts)
+	s := startBuiltServer(t, config.Default())
 	name := mustUpload(t, s, "photo.png", p.PNG)
 
 	cases := []struct {
@@ -139,8 +137,8 @@ func TestSendersEndToEnd(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := dialWS(t, s, fmt.Sprintf("senders-%d", i), tc.parts, stockReadLimit)
 			id := queuePrompt(t, s, pipeline(name, n, tc.sender, tc.inputs), c.ID)
-			log := c.waitPromptEnd(t, id)
-			c.checkErr(t)
+			log := waitPromptEnd(t, c, id)
+			checkErr(t, c)
 			b64 := ""
 			if tc.shape == shapeB64 {
 				b64 = tc.event
@@ -161,12 +159,12 @@ func TestSendersEndToEnd(t *testing.T) {
 			checkImages(t, imagesOf(t, log, tc.shape, tc.event, id, n), n, p)
 			if partLen, ok := tc.inputs["partlen"].(int); ok {
 				for _, r := range log {
-					if s, _ := r.field("part_b64").(string); r.Type == tc.event && len(s) > partLen {
+					if s, _ := r.Field("part_b64").(string); r.Type == tc.event && len(s) > partLen {
 						t.Fatalf("a part of %d base64 characters, partlen %d", len(s), partLen)
 					}
 				}
 			}
-			if m := c.maxMessage(); m > stockReadLimit {
+			if m := c.MaxMessage(); m > stockReadLimit {
 				t.Errorf("largest message %d bytes, want under %d", m, protocol.DefaultMessageLimit)
 			}
 		})

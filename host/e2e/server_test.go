@@ -15,6 +15,7 @@ import (
 
 	"github.com/nodecast/nodecast/host"
 	"github.com/nodecast/nodecast/host/config"
+	"github.com/nodecast/nodecast/host/internal/hosttest"
 	"github.com/nodecast/nodecast/host/internal/logbuf"
 )
 
@@ -35,6 +36,16 @@ type server struct {
 	Host     *host.Host
 	URL      string
 	InputDir string
+}
+
+// startBuiltServer starts a host as `nodecast serve` would with cfg
+// (serveOptions), its built-in pack served by the built nodecast binary
+// without -race, as a user runs it.
+func startBuiltServer(t *testing.T, cfg *config.Config) *server {
+	t.Helper()
+	opts := serveOptions(t, cfg)
+	opts.Packs[0] = hosttest.BuiltinPack(t)
+	return startServer(t, opts)
 }
 
 // startServer starts a host with opts and serves its handler. The host's

@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"github.com/nodecast/nodecast/host/config"
-	"github.com/nodecast/nodecast/host/internal/testbin"
+	"github.com/nodecast/nodecast/host/internal/testclient"
 	"github.com/nodecast/nodecast/protocol"
 )
 
@@ -16,46 +16,41 @@ import (
 func TestHeldMessagesAfterADrop(t *testing.T) {
 	const n = 3
 	p := photoOf(t, 2048)
-	opts := serveOptions(t, config.Default())
-	opts.Packs[0] = testbin.BuiltinPack(t)
-	s := startServer(t, opts)
+	s := startBuiltServer(t, config.Default())
 	name := mustUpload(t, s, "photo.png", p.PNG)
 
 	c := dialWS(t, s, "held-e2e", false, -1)
 	id := queuePrompt(t, s, pipeline(name, n, "ETN_SendImageWebSocket", nil), c.ID)
 	// Drop as the prompt starts: loading and repeating the photo take a
 	// while, and the sender's images come after.
-	if _, err := c.waitFor(func(r received) bool { return isJSON(r, protocol.TypeExecutionStart, id) }); err != nil {
+	if _, err := c.WaitFor(waitTimeout, func(r testclient.Received) bool { return r.IsJSON(protocol.TypeExecutionStart, id) }); err != nil {
 		t.Fatal(err)
 	}
-	c.mu.Lock()
-	c.closed = true
-	c.mu.Unlock()
-	c.conn.NetConn().Close() // no close frame: a dropped network
+	c.Drop() // no close frame: a dropped network
 	time.Sleep(2 * time.Second)
 
 	c2 := dialWS(t, s, "held-e2e", false, -1)
-	log := c2.waitPromptEnd(t, id)
-	c2.checkErr(t)
+	log := waitPromptEnd(t, c2, id)
+	checkErr(t, c2)
 	if log[0].Type != protocol.TypeStatus {
 		t.Fatalf("first message %v, want status", log[0])
 	}
 	images := 0
 	for _, r := range log {
-		if r.Kind == kindWhole {
+		if r.Kind == testclient.Whole {
 			images++
 			checkPNG(t, r.Image, p)
 		}
 	}
-	for _, r := range c.messages() {
-		if r.Kind == kindWhole {
+	for _, r := range c.Log() {
+		if r.Kind == testclient.Whole {
 			images++
 		}
 	}
 	if images != n {
 		t.Fatalf("got %d images over both connections, want %d; after the reconnect: %v", images, n, log)
 	}
-	if !isJSON(log[len(log)-1], protocol.TypeExecuting, id) {
+	if !log[len(log)-1].IsJSON(protocol.TypeExecuting, id) {
 		t.Errorf("last message %v, want executing null", log[len(log)-1])
 	}
 	if st := s.Host.Hub().Stats(); st.HeldDelivered == 0 {

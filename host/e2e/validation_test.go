@@ -195,15 +195,15 @@ func TestPromptValidationOverHTTP(t *testing.T) {
 			t.Fatalf("node_errors %v, want one custom_validation_failed for node 4", nodeErrors)
 		}
 		id := ans["prompt_id"].(string)
-		log := c.waitPromptEnd(t, id)
-		c.checkErr(t)
+		log := waitPromptEnd(t, c, id)
+		checkErr(t, c)
 		checkPromptOrder(t, log, promptShape{PromptID: id, Nodes: []string{"1", "2", "3"}, Images: 2, Executed: true})
 	})
 
 	// Nothing refused reached the queue, and a good prompt still runs.
 	c := dialWS(t, s, "after-validation", true, stockReadLimit)
 	id := queuePrompt(t, s, send(nil), c.ID)
-	log := c.waitPromptEnd(t, id)
-	c.checkErr(t)
+	log := waitPromptEnd(t, c, id)
+	checkErr(t, c)
 	checkPromptOrder(t, log, promptShape{PromptID: id, Nodes: []string{"1", "2", "3"}, Images: 2, Executed: true})
 }

@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/nodecast/nodecast/host/executor"
-	"github.com/nodecast/nodecast/host/executor/executortest"
+	"github.com/nodecast/nodecast/host/internal/executortest"
 )
 
 // BenchmarkPrompt measures the executor's own cost per prompt: validation,

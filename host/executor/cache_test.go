@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/nodecast/nodecast/host/executor"
-	"github.com/nodecast/nodecast/host/executor/executortest"
+	"github.com/nodecast/nodecast/host/internal/executortest"
 )
 
 // runCounting runs sendPrompt to success and returns how many EmptyImage calls the

@@ -26,6 +26,8 @@ import (
 	"github.com/nodecast/nodecast/host/hub"
 	"github.com/nodecast/nodecast/host/internal/testclient"
 	"github.com/nodecast/nodecast/host/supervisor"
+	"github.com/nodecast/nodecast/internal/testbin"
+	"github.com/nodecast/nodecast/internal/wait"
 	"github.com/nodecast/nodecast/plugins"
 	"github.com/nodecast/nodecast/protocol"
 )
@@ -33,10 +35,7 @@ import (
 // TestMain lets this test binary serve the "crashy" pack when the supervisor
 // starts it as a plugin subprocess.
 func TestMain(m *testing.M) {
-	if plugins.ServeSelfPack(plugins.Pack{Name: "crashy", Nodes: []plugins.Node{loadNode{}, repeatNode{}, crashSendNode{}}}) {
-		os.Exit(0)
-	}
-	os.Exit(m.Run())
+	testbin.Main(m, plugins.Pack{Name: "crashy", Nodes: []plugins.Node{loadNode{}, repeatNode{}, crashSendNode{}}})
 }
 
 // loadNode makes a float32 IMAGE [1,side,side,3] of 0.5: LoadImage's place.
@@ -132,11 +131,7 @@ func (crashSendNode) Run(ctx context.Context, c *plugins.Call) (plugins.Result, 
 			}
 			if crash && i == 1 && part == 0 {
 				os.WriteFile(marker, nil, 0o644)
-				for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-					if _, err := os.Stat(seen); err == nil {
-						break
-					}
-				}
+				wait.Until(30*time.Second, func() bool { _, err := os.Stat(seen); return err == nil })
 				os.Exit(3)
 			}
 		}

@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/nodecast/nodecast/host/executor"
-	"github.com/nodecast/nodecast/host/executor/executortest"
+	"github.com/nodecast/nodecast/host/internal/executortest"
 	"github.com/nodecast/nodecast/host/supervisor"
 	"github.com/nodecast/nodecast/protocol"
 )

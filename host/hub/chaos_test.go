@@ -22,6 +22,7 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/nodecast/nodecast/host/internal/logbuf"
 	"github.com/nodecast/nodecast/host/stream"
+	"github.com/nodecast/nodecast/internal/wait"
 	"github.com/nodecast/nodecast/protocol"
 )
 
@@ -367,10 +368,10 @@ func TestChaosResume(t *testing.T) {
 	}
 	// Wait until every client has its first position, so each one's stream
 	// holds every image.
-	waitFor(t, "every client to negotiate", func() bool { return h.Stats().Window.Logs == cfg.clients })
+	wait.For(t, safetyTimeout, "every client to negotiate", func() bool { return h.Stats().Window.Logs == cfg.clients })
 	for _, c := range clients {
 		c := c
-		waitFor(t, "the answers", func() bool { c.mu.Lock(); defer c.mu.Unlock(); return c.dials > 0 })
+		wait.For(t, safetyTimeout, "the answers", func() bool { c.mu.Lock(); defer c.mu.Unlock(); return c.dials > 0 })
 	}
 	time.Sleep(100 * time.Millisecond)
 

@@ -330,15 +330,3 @@ func publishAll(t testing.TB, h *Hub, clientID string, parts []*protocol.ImagePa
 		}
 	}
 }
-
-// waitFor polls cond; it only guards against hanging, it asserts no timing.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(safetyTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}

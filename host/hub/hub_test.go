@@ -16,6 +16,7 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/nodecast/nodecast/host/internal/logbuf"
+	"github.com/nodecast/nodecast/internal/wait"
 	"github.com/nodecast/nodecast/protocol"
 )
 
@@ -459,7 +460,7 @@ func TestClientIDFreedOnDisconnect(t *testing.T) {
 	c := connect(t, srv, dialOpts{query: "clientId=again"})
 	c.conn.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""))
 	c.conn.Close()
-	waitFor(t, "the hub to forget the client", func() bool { return len(h.Clients()) == 0 })
+	wait.For(t, safetyTimeout, "the hub to forget the client", func() bool { return len(h.Clients()) == 0 })
 	connect(t, srv, dialOpts{query: "clientId=again"})
 }
 
@@ -621,7 +622,7 @@ func TestAbortImages(t *testing.T) {
 func TestSilentClientDropped(t *testing.T) {
 	h, srv := startHub(t, Options{PingInterval: 50 * time.Millisecond})
 	connect(t, srv, dialOpts{query: "clientId=silent"}) // reads its status, then nothing
-	waitFor(t, "the silent client to be dropped", func() bool { return len(h.Clients()) == 0 })
+	wait.For(t, safetyTimeout, "the silent client to be dropped", func() bool { return len(h.Clients()) == 0 })
 	connect(t, srv, dialOpts{query: "clientId=silent"})
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/nodecast/nodecast/host/internal/logbuf"
+	"github.com/nodecast/nodecast/internal/wait"
 	"github.com/nodecast/nodecast/protocol"
 )
 
@@ -94,7 +95,7 @@ func TestHeldMessages(t *testing.T) {
 		t.Fatalf("got %q, want executing", typ)
 	}
 	cut(c)
-	waitFor(t, "the hub to see the drop", func() bool { return h.Stats().Detached == 1 })
+	wait.For(t, safetyTimeout, "the hub to see the drop", func() bool { return h.Stats().Detached == 1 })
 
 	img := mediumPNG(t)
 	h.SendJSON("plain", protocol.TypeProgress, protocol.ProgressData{Value: 1, Max: 2, PromptID: "p1", Node: node})
@@ -135,14 +136,14 @@ func TestHeldMessages(t *testing.T) {
 		h, srv := startHub(t, Options{Sessions: SessionOptions{HeldBytes: 4096, HeldAge: 50 * time.Millisecond}})
 		c := connect(t, srv, dialOpts{query: "clientId=b"})
 		cut(c)
-		waitFor(t, "the drop", func() bool { return h.Stats().Detached == 1 })
+		wait.For(t, safetyTimeout, "the drop", func() bool { return h.Stats().Detached == 1 })
 		for i := range 100 {
 			h.SendJSON("b", "marker", strings.Repeat("x", 100)+fmt.Sprint(i))
 		}
 		if s := h.Stats().Held; s.Bytes > 4096 || s.TrimmedBytes == 0 {
 			t.Errorf("held: %+v, want at most 4096 bytes and trimmed entries", s)
 		}
-		waitFor(t, "the session to expire", func() bool { return h.Stats().Sessions == 0 })
+		wait.For(t, safetyTimeout, "the session to expire", func() bool { return h.Stats().Sessions == 0 })
 		if s := h.Stats(); s.Held.Bytes != 0 || s.ExpiredSessions != 1 {
 			t.Errorf("after expiry: %+v", s)
 		}
@@ -253,7 +254,7 @@ func TestResume(t *testing.T) {
 	c.next()
 	pos := protocol.Position{Epoch: c.state.Epoch, Seq: c.last}
 	cut(c.testClient)
-	waitFor(t, "the hub to see the drop", func() bool { return h.Stats().Detached == 1 })
+	wait.For(t, safetyTimeout, "the hub to see the drop", func() bool { return h.Stats().Detached == 1 })
 	h.SendJSON("r", "marker", "while away")
 
 	c2 := dialResume(t, url, "r", &pos)
@@ -294,7 +295,7 @@ func TestResumeNotRecovered(t *testing.T) {
 	c.expect("first")
 	pos := protocol.Position{Epoch: c.state.Epoch, Seq: c.last}
 	cut(c.testClient)
-	waitFor(t, "the drop", func() bool { return h.Stats().Detached == 1 })
+	wait.For(t, safetyTimeout, "the drop", func() bool { return h.Stats().Detached == 1 })
 	for i := range 100 { // far more than the 4096-byte window
 		h.SendJSON("w", "marker", fmt.Sprintf("%0100d", i))
 	}
@@ -375,13 +376,10 @@ func TestWriteTimeoutDrop(t *testing.T) {
 		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	stuck := connect(t, srv, dialOpts{query: "clientId=stuck"})
 	pad := strings.Repeat("x", 2<<20)
-	for i := 0; h.Stats().WriteTimeouts == 0; i++ {
-		if i == 2000 {
-			t.Fatal("the write never timed out")
-		}
+	wait.For(t, safetyTimeout, "the write to time out", func() bool { // the client reads nothing
 		h.SendJSON("stuck", "big", pad)
-		time.Sleep(5 * time.Millisecond)
-	}
+		return h.Stats().WriteTimeouts > 0
+	})
 	stuck.conn.SetReadDeadline(time.Now().Add(safetyTimeout))
 	var err error
 	for err == nil { // what was on its way, then the end
@@ -390,7 +388,7 @@ func TestWriteTimeoutDrop(t *testing.T) {
 	if n := strings.Count(logs.String(), "write timed out"); n != 1 {
 		t.Errorf("want one log line, got %d:\n%s", n, logs.String())
 	}
-	waitFor(t, "the session to detach", func() bool { return h.Stats().Clients == 0 })
+	wait.For(t, safetyTimeout, "the session to detach", func() bool { return h.Stats().Clients == 0 })
 	c := connect(t, srv, dialOpts{query: "clientId=other"})
 	h.SendJSON("other", "marker", "ok")
 	c.expectMarker("ok")
@@ -424,7 +422,7 @@ func TestResumeReplayOverQueueBound(t *testing.T) {
 	c := dialResume(t, url, "big", nil)
 	pos := protocol.Position{Epoch: c.state.Epoch, Seq: c.last}
 	cut(c.testClient)
-	waitFor(t, "the drop", func() bool { return h.Stats().Detached == 1 })
+	wait.For(t, safetyTimeout, "the drop", func() bool { return h.Stats().Detached == 1 })
 	pad := strings.Repeat("x", 256<<10)
 	for range 8 { // 2 MiB in the window, over the 1 MiB queue bound
 		h.SendJSON("big", "marker", pad)

@@ -7,6 +7,7 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/nodecast/nodecast/host/executor"
+	"github.com/nodecast/nodecast/internal/wait"
 	"github.com/nodecast/nodecast/protocol"
 )
 
@@ -59,7 +60,7 @@ func TestProgressText(t *testing.T) {
 
 	// Held for a plain client that is away, delivered on its return.
 	cut(plain)
-	waitFor(t, "the drop", func() bool { return h.Stats().Detached == 1 })
+	wait.For(t, safetyTimeout, "the drop", func() bool { return h.Stats().Detached == 1 })
 	h.SendProgressText("plain", "3", "while away")
 	back := connect(t, srv, dialOpts{query: "clientId=plain"})
 	back.expectText("3", "while away")

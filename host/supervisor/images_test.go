@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nodecast/nodecast/host/supervisor"
+	"github.com/nodecast/nodecast/internal/wait"
 	"github.com/nodecast/nodecast/plugins"
 	"github.com/nodecast/nodecast/protocol"
 )
@@ -112,11 +113,7 @@ func TestLive(t *testing.T) {
 	if err := syscall.Kill(s.Packs()[0].Pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(30 * time.Second); s.Live(h); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("kill not noticed")
-		}
-	}
+	wait.For(t, 30*time.Second, "the supervisor to notice the kill", func() bool { return !s.Live(h) })
 	if p := s.Packs()[0]; p.Pid != 0 || p.Generation != 1 {
 		t.Errorf("Live restarted the pack: %+v", p)
 	}

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/nodecast/nodecast/host/supervisor"
+	"github.com/nodecast/nodecast/internal/testbin"
+	"github.com/nodecast/nodecast/internal/wait"
 	"github.com/nodecast/nodecast/plugins"
 	"github.com/nodecast/nodecast/protocol"
 )
@@ -20,14 +22,11 @@ import (
 // The test binary doubles as two plugin packs, started as real subprocesses.
 func TestMain(m *testing.M) {
 	holdStartUntilGate()
-	if plugins.ServeSelfPack(
+	testbin.Main(m,
 		plugins.Pack{Name: "alpha", Nodes: []plugins.Node{makeNode{}, crashNode{}, crashOnceNode{}, crashMidBatchNode{}, waitFileNode{}}},
 		plugins.Pack{Name: "beta", Nodes: []plugins.Node{sumNode{}}},
 		plugins.Pack{Name: "clash", Nodes: []plugins.Node{sumNode{}}},
-	) {
-		os.Exit(0)
-	}
-	os.Exit(m.Run())
+	)
 }
 
 func selfPack(name string) supervisor.PackSource {
@@ -98,16 +97,11 @@ func (waitFileNode) Spec() plugins.Spec {
 
 func (waitFileNode) Run(ctx context.Context, c *plugins.Call) (plugins.Result, error) {
 	path, _ := c.String("path", "")
-	for {
-		if _, err := os.Stat(path); err == nil {
-			return plugins.Result{}, nil
-		}
-		select {
-		case <-ctx.Done():
-			return plugins.Result{}, ctx.Err()
-		case <-time.After(5 * time.Millisecond):
-		}
+	exists := func() bool { _, err := os.Stat(path); return err == nil }
+	if wait.Until(time.Hour, func() bool { return exists() || ctx.Err() != nil }) && exists() {
+		return plugins.Result{}, nil
 	}
+	return plugins.Result{}, ctx.Err()
 }
 
 // crashOnceNode crashes the first time (marker file absent) and succeeds after.
@@ -128,15 +122,19 @@ func (crashOnceNode) Run(_ context.Context, c *plugins.Call) (plugins.Result, er
 }
 
 // crashMidBatchNode sends image 0 of a batch of 2, then crashes the first
-// time (marker file absent); on the retry it sends both images.
+// time (marker file absent), once the host has made the file seen to say
+// image 0 reached it; on the retry it sends both images.
 type crashMidBatchNode struct{}
 
 func (crashMidBatchNode) Spec() plugins.Spec {
-	return plugins.Spec{ClassType: "test.CrashMidBatch", OutputNode: true, Inputs: []plugins.Input{{Name: "marker", Type: plugins.TypeString}}}
+	return plugins.Spec{ClassType: "test.CrashMidBatch", OutputNode: true, Inputs: []plugins.Input{
+		{Name: "marker", Type: plugins.TypeString}, {Name: "seen", Type: plugins.TypeString},
+	}}
 }
 
 func (crashMidBatchNode) Run(ctx context.Context, c *plugins.Call) (plugins.Result, error) {
 	marker, _ := c.String("marker", "")
+	seen, _ := c.String("seen", "")
 	_, statErr := os.Stat(marker)
 	attempt := time.Now().UnixNano() // image ids differ between tries, as sendimage's random ones do
 	for i := range 2 {
@@ -151,7 +149,7 @@ func (crashMidBatchNode) Run(ctx context.Context, c *plugins.Call) (plugins.Resu
 		}
 		if i == 0 && errors.Is(statErr, os.ErrNotExist) {
 			os.WriteFile(marker, nil, 0o644)
-			time.Sleep(300 * time.Millisecond) // let image 0's parts reach the host first
+			wait.Until(time.Minute, func() bool { _, err := os.Stat(seen); return err == nil })
 			os.Exit(3)
 		}
 	}
@@ -240,12 +238,16 @@ func TestCrashDuringCallIsRetriedOnce(t *testing.T) {
 // crash, so the retry passes on image 1 only: clients see each image once.
 func TestRetrySendsOnlyUnfinishedImages(t *testing.T) {
 	s := start(t, supervisor.Options{Packs: []supervisor.PackSource{selfPack("alpha")}})
-	marker := filepath.Join(t.TempDir(), "crashed")
+	dir := t.TempDir()
+	marker, seen := filepath.Join(dir, "crashed"), filepath.Join(dir, "seen")
 	var got []int
-	_, err := s.Run(context.Background(), supervisor.Call{ClassType: "test.CrashMidBatch", NodeID: "7", Inputs: map[string]any{"marker": marker}},
+	_, err := s.Run(context.Background(), supervisor.Call{ClassType: "test.CrashMidBatch", NodeID: "7", Inputs: map[string]any{"marker": marker, "seen": seen}},
 		plugins.RunHandlers{Part: func(p *protocol.ImagePart) error {
 			if p.Part == p.Parts-1 {
 				got = append(got, p.Index)
+				if p.Index == 0 { // the plugin may crash now: image 0 is whole here
+					return os.WriteFile(seen, nil, 0o644)
+				}
 			}
 			return nil
 		}})
@@ -292,11 +294,7 @@ func TestTensorLostWithRestartedPlugin(t *testing.T) {
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(30 * time.Second); s.Packs()[0].Pid != 0; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("kill not noticed")
-		}
-	}
+	wait.For(t, 30*time.Second, "the supervisor to notice the kill", func() bool { return s.Packs()[0].Pid == 0 })
 	_, err = s.Fetch(ctx, made.Outputs[0].(supervisor.Handle))
 	if !errors.Is(err, supervisor.ErrTensorLost) {
 		t.Fatalf("err = %v, want ErrTensorLost", err)
@@ -342,17 +340,11 @@ func TestPluginFolder(t *testing.T) {
 // waitBreaker polls the pack's breaker until it is in state.
 func waitBreaker(t *testing.T, s *supervisor.Supervisor, state string) supervisor.BreakerInfo {
 	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for {
-		b := s.Packs()[0].Breaker
-		if b.State == state {
-			return b
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("breaker %+v, want %s", b, state)
-		}
-		time.Sleep(10 * time.Millisecond)
+	var b supervisor.BreakerInfo
+	if !wait.Until(time.Minute, func() bool { b = s.Packs()[0].Breaker; return b.State == state }) {
+		t.Fatalf("breaker %+v, want %s", b, state)
 	}
+	return b
 }
 
 // TestBreakerHalfOpenProbe: after its cooldown an open breaker lets one
@@ -422,13 +414,8 @@ func TestBreakerHalfOpenLetsOneCallThrough(t *testing.T) {
 		_, err := s.Run(ctx, supervisor.Call{ClassType: "test.WaitFile", Inputs: map[string]any{"path": release}}, plugins.RunHandlers{})
 		probe <- err
 	}()
-	deadline := time.Now().Add(time.Minute)
-	for s.Packs()[0].Pid == 0 { // the probe has started the plugin and holds the one call
-		if time.Now().After(deadline) {
-			t.Fatal("the probe never started the plugin")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	// The probe has started the plugin and holds the one call.
+	wait.For(t, time.Minute, "the probe to start the plugin", func() bool { return s.Packs()[0].Pid != 0 })
 	_, err = s.Run(ctx, supervisor.Call{ClassType: "test.Make", Inputs: map[string]any{"side": int64(1), "value": 0.0}}, plugins.RunHandlers{})
 	var be *supervisor.BreakerError
 	if !errors.As(err, &be) || be.State != supervisor.BreakerHalfOpen || !strings.Contains(err.Error(), "one probe call is running") {

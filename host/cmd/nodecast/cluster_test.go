@@ -20,6 +20,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nodecast/nodecast/host/internal/testclient"
+	"github.com/nodecast/nodecast/internal/wait"
 	"github.com/nodecast/nodecast/protocol"
 )
 
@@ -37,8 +38,8 @@ func TestClusterNATSUnreachable(t *testing.T) {
 	}
 }
 
-// clusterHost is a `nodecast serve` subprocess in its own process group,
-// so that SIGKILL takes its plugin processes too.
+// clusterHost is a `nodecast serve` subprocess in its own process group
+// (nodecastCommand), so that SIGKILL takes its plugin processes too.
 type clusterHost struct {
 	cmd    *exec.Cmd
 	url    string
@@ -53,7 +54,6 @@ func startClusterHost(t *testing.T, natsURL, inputDir, config string) *clusterHo
 	writeFile(t, cfg, config)
 	cmd := nodecastCommand(context.Background(), t, "serve", "--listen", "127.0.0.1:0", "--nats", natsURL,
 		"--input-dir", inputDir, "--config", cfg, "--plugins", filepath.Join(dir, "none"))
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	h := &clusterHost{cmd: cmd, stderr: newOutputBuffer(), exited: make(chan struct{})}
 	stdout := newOutputBuffer()
 	cmd.Stdout, cmd.Stderr = stdout, h.stderr
@@ -238,15 +238,14 @@ func TestClusterStandaloneNATS(t *testing.T) {
 	}
 	defer func() { ns.Process.Kill(); ns.Wait() }()
 	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
-	for i := 0; ; i++ { // until it listens
-		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+	if !wait.Until(time.Minute, func() bool {
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err == nil {
 			c.Close()
-			break
 		}
-		if i > 200 {
-			t.Fatalf("nats-server did not listen:\n%s", nsOut.String())
-		}
-		time.Sleep(50 * time.Millisecond)
+		return err == nil
+	}) {
+		t.Fatalf("nats-server did not listen:\n%s", nsOut.String())
 	}
 	out, _ := exec.Command(bin, "--version").Output()
 	t.Logf("standalone %s", strings.TrimSpace(string(out)))

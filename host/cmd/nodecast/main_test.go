@@ -4,65 +4,40 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/nodecast/nodecast/host/internal/testbin"
+	"github.com/nodecast/nodecast/internal/testbin"
 	"github.com/nodecast/nodecast/plugins"
 )
 
 // These tests run the real nodecast binary, built once without the race
 // detector as a user builds it, with the customnode example as a plugin.
-var (
-	nodecastBin   string // the nodecast binary
-	customnodeBin string // examples/customnode, to copy into plugin folders
-)
+func TestMain(m *testing.M) { testbin.Main(m) }
 
-func TestMain(m *testing.M) {
-	code := 1
-	var err error
-	if nodecastBin, err = testbin.Build(testbin.Nodecast); err == nil {
-		customnodeBin, err = testbin.Build("github.com/nodecast/nodecast/examples/customnode")
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-	} else {
-		code = m.Run()
-	}
-	testbin.Cleanup()
-	os.Exit(code)
-}
+// customnode is the example plugin the tests copy into plugin folders.
+const customnode = "github.com/nodecast/nodecast/examples/customnode"
 
 // pluginFolder returns a new folder holding the customnode plugin.
 func pluginFolder(t *testing.T) string {
 	t.Helper()
-	dir := filepath.Join(t.TempDir(), "plugins.d")
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	bin, err := os.ReadFile(customnodeBin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "customnode"), bin, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return dir
+	return testbin.PluginDir(t, customnode, "customnode")
 }
 
 // nodecastCommand returns the binary's command with args, run in an empty
 // folder (so the default ./plugins.d and ./input are the test's own) and
-// with an environment that does not make it serve a pack.
+// with an environment that does not make it serve a pack. It runs in a
+// process group of its own, killed with its plugins when ctx is done and
+// when the test ends (testbin.Contain).
 func nodecastCommand(ctx context.Context, t *testing.T, args ...string) *exec.Cmd {
 	t.Helper()
-	cmd := exec.CommandContext(ctx, nodecastBin, args...)
+	cmd := exec.CommandContext(ctx, testbin.MustBuild(t, testbin.Nodecast), args...)
+	testbin.Contain(t, cmd)
 	cmd.Dir = t.TempDir()
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, plugins.PackEnv+"=") {

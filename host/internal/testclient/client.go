@@ -2,6 +2,7 @@ package testclient
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -23,166 +24,207 @@ const (
 	Plain
 )
 
-// Client is a connected test client. Its reader runs until Close.
-type Client struct {
-	ID   string
-	Conn *websocket.Conn
+// Dialer connects clients. Its zero value connects a Parts client that reads
+// messages of any size.
+type Dialer struct {
+	Kind   Kind
+	Header http.Header // sent with the handshake (a token, an Origin)
+	// ReadLimit is the largest message the client accepts; a larger one
+	// fails it, as it fails aiohttp (whose limit is
+	// protocol.DefaultMessageLimit - 1). 0 = any size.
+	ReadLimit int64
+	// Timeout bounds the handshake and the wait for the server's first
+	// message. 0 = 30 s.
+	Timeout time.Duration
+}
 
-	mu       sync.Mutex
-	cond     *sync.Cond
-	images   []*protocol.Image // completed, from PART or base64 parts
-	whole    [][]byte          // type 1 frames' image bytes
-	messages []protocol.RawMessage
-	maxSize  int
-	err      error
-	closed   bool
-	r        *protocol.Reassembler
+// Dial connects to serverURL's /ws as clientID, as a client of kind, with
+// header sent in the handshake. See Dialer.Dial.
+func Dial(serverURL, clientID string, kind Kind, header http.Header) (*Client, error) {
+	return Dialer{Kind: kind, Header: header}.Dial(serverURL, clientID)
 }
 
 // Dial connects to serverURL's /ws as clientID. A Parts client sends its
-// feature flags and waits for the server's answer.
-func Dial(serverURL, clientID string, kind Kind, header http.Header) (*Client, error) {
-	u := "ws" + strings.TrimPrefix(serverURL, "http") + "/ws?clientId=" + clientID
-	d := websocket.Dialer{HandshakeTimeout: 10 * time.Second}
-	conn, _, err := d.Dial(u, header)
-	if err != nil {
-		return nil, err
+// feature flags and returns once the server answered them (parts are on from
+// there); a Plain client returns once the server's first status arrived.
+func (d Dialer) Dial(serverURL, clientID string) (*Client, error) {
+	timeout := d.Timeout
+	if timeout == 0 {
+		timeout = 30 * time.Second
 	}
-	conn.SetReadLimit(-1) // the whole-frame client reads type 1 frames of any size
-	c := &Client{ID: clientID, Conn: conn, r: protocol.NewReassembler(protocol.ReassemblerOptions{})}
+	u := "ws" + strings.TrimPrefix(serverURL, "http") + "/ws?clientId=" + clientID
+	conn, _, err := (&websocket.Dialer{HandshakeTimeout: timeout}).Dial(u, d.Header)
+	if err != nil {
+		return nil, fmt.Errorf("client %s: dial %s: %w", clientID, u, err)
+	}
+	conn.SetReadLimit(d.ReadLimit)
+	c := &Client{ID: clientID, conn: conn, reasm: protocol.NewReassembler(protocol.ReassemblerOptions{}), consumed: map[int]bool{}}
 	c.cond = sync.NewCond(&c.mu)
-	if kind == Parts {
-		if err := conn.WriteJSON(protocol.Message{Type: protocol.TypeFeatureFlags, Data: protocol.FeatureFlags{protocol.FlagImageParts: true}}); err != nil {
+	first := protocol.TypeStatus
+	if d.Kind == Parts {
+		first = protocol.TypeFeatureFlags // the server's answer
+		flags := protocol.Message{Type: protocol.TypeFeatureFlags, Data: protocol.FeatureFlags{protocol.FlagImageParts: true}}
+		if err := conn.WriteJSON(flags); err != nil {
 			conn.Close()
-			return nil, err
+			return nil, fmt.Errorf("client %s: send feature flags: %w", clientID, err)
 		}
 	}
 	go c.read()
-	if kind == Parts {
-		if _, err := c.WaitMessage(protocol.TypeFeatureFlags, 10*time.Second); err != nil {
-			conn.Close()
-			return nil, err
-		}
-	} else if _, err := c.WaitMessage(protocol.TypeStatus, 10*time.Second); err != nil {
-		conn.Close()
+	if _, err := c.WaitMessage(first, timeout); err != nil {
+		c.Close()
 		return nil, err
 	}
 	return c, nil
 }
 
+// Client is a connected test client. Its reader records every message until
+// the connection ends.
+type Client struct {
+	ID   string
+	conn *websocket.Conn
+
+	mu       sync.Mutex
+	cond     *sync.Cond // broadcast on every message, error and close
+	log      []Received
+	consumed map[int]bool // log indexes taken by WaitMessage and WaitMessageWhere
+	images   int          // messages that completed an image, or were one
+	err      error        // the first read or protocol error
+	closed   bool
+	reasm    *protocol.Reassembler
+}
+
 func (c *Client) read() {
 	for {
-		typ, msg, err := c.Conn.ReadMessage()
+		typ, msg, err := c.conn.ReadMessage()
 		c.mu.Lock()
 		if err != nil {
 			if c.err == nil && !c.closed {
-				c.err = err
+				c.err = fmt.Errorf("client %s: read: %w", c.ID, err)
 			}
 			c.closed = true
 			c.cond.Broadcast()
 			c.mu.Unlock()
 			return
 		}
-		if len(msg) > c.maxSize {
-			c.maxSize = len(msg)
+		r, perr := c.parse(typ, msg)
+		if perr != nil && c.err == nil {
+			c.err = fmt.Errorf("client %s: message %d (%v): %w", c.ID, len(c.log), r, perr)
 		}
-		if perr := c.handle(typ, msg); perr != nil && c.err == nil {
-			c.err = perr
+		c.log = append(c.log, r)
+		if r.Done != nil || r.Kind == Whole {
+			c.images++
 		}
 		c.cond.Broadcast()
 		c.mu.Unlock()
 	}
 }
 
-func (c *Client) handle(typ int, msg []byte) error {
-	if typ == websocket.BinaryMessage {
-		ft, err := protocol.FrameType(msg)
-		if err != nil {
-			return err
+// parse records one message; base64 JSON parts and PART frames go through
+// the client's Reassembler.
+func (c *Client) parse(typ int, msg []byte) (Received, error) {
+	r := Received{Size: len(msg)}
+	if typ == websocket.TextMessage {
+		var m protocol.RawMessage
+		if err := json.Unmarshal(msg, &m); err != nil {
+			return r, fmt.Errorf("text message is not JSON: %w", err)
 		}
-		switch ft {
-		case protocol.BinaryPart:
-			img, err := c.r.AddFrame(msg)
-			if img != nil {
-				c.images = append(c.images, img)
-			}
-			return err
-		case protocol.BinaryPreviewImage:
-			_, data, err := protocol.ParseImageFrame(msg)
-			if err == nil {
-				c.whole = append(c.whole, append([]byte(nil), data...))
-			}
-			return err
+		r.Type, r.Data = m.Type, m.Data
+		if strings.Contains(string(m.Data), `"part_b64"`) {
+			var err error
+			r.Done, err = c.reasm.AddB64(m.Type, m.Data)
+			return r, err
 		}
-		return fmt.Errorf("unexpected binary type %#x", ft)
+		return r, nil
 	}
-	var m protocol.RawMessage
-	if err := json.Unmarshal(msg, &m); err != nil {
-		return err
+	ft, err := protocol.FrameType(msg)
+	if err != nil {
+		return r, err
 	}
-	c.messages = append(c.messages, m)
-	if strings.Contains(string(m.Data), `"part_b64"`) {
-		img, err := c.r.AddB64(m.Type, m.Data)
-		if img != nil {
-			c.images = append(c.images, img)
+	switch ft {
+	case protocol.BinaryPreviewImage:
+		r.Kind = Whole
+		var data []byte
+		r.Format, data, err = protocol.ParseImageFrame(msg)
+		r.Image = append([]byte(nil), data...)
+		return r, err
+	case protocol.BinaryPart:
+		r.Kind = PART
+		if r.Part, _, err = protocol.ParsePartFrame(msg); err != nil {
+			return r, err
 		}
-		return err
+		r.Done, err = c.reasm.AddFrame(msg)
+		return r, err
 	}
-	return nil
+	return r, fmt.Errorf("unexpected binary message type %#x", ft)
 }
 
-// wait blocks until done reports true, the connection fails, or timeout.
-func (c *Client) wait(timeout time.Duration, done func() bool) error {
+// wait blocks until done, called with c.mu held after every message,
+// reports true; or the connection fails or ends; or timeout passes.
+func (c *Client) wait(timeout time.Duration, what string, done func() bool) error {
 	t := time.AfterFunc(timeout, func() { c.mu.Lock(); c.cond.Broadcast(); c.mu.Unlock() })
 	defer t.Stop()
 	deadline := time.Now().Add(timeout)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for !done() {
-		if c.err != nil {
+		switch {
+		case c.err != nil:
 			return c.err
-		}
-		if c.closed {
-			return fmt.Errorf("client %s: connection closed", c.ID)
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("client %s: timed out after %s", c.ID, timeout)
+		case c.closed:
+			return fmt.Errorf("client %s: connection closed while waiting for %s", c.ID, what)
+		case time.Now().After(deadline):
+			return fmt.Errorf("client %s: no %s within %s; last messages: %v", c.ID, what, timeout, c.log[max(0, len(c.log)-8):])
 		}
 		c.cond.Wait()
 	}
 	return nil
 }
 
+// WaitFor waits for a message that satisfies ok, looking at every message
+// received since the client connected, and returns the first.
+func (c *Client) WaitFor(timeout time.Duration, ok func(Received) bool) (Received, error) {
+	var found Received
+	i := 0
+	err := c.wait(timeout, "matching message", func() bool {
+		for ; i < len(c.log); i++ {
+			if ok(c.log[i]) {
+				found = c.log[i]
+				return true
+			}
+		}
+		return false
+	})
+	return found, err
+}
+
+// WaitPromptEnd waits for ComfyUI's end of promptID (executing with node
+// null) and returns every message received so far.
+func (c *Client) WaitPromptEnd(timeout time.Duration, promptID string) ([]Received, error) {
+	if _, err := c.WaitFor(timeout, func(r Received) bool { return r.IsPromptEnd(promptID) }); err != nil {
+		return nil, err
+	}
+	return c.Log(), nil
+}
+
 // WaitImages waits until n images (reassembled or whole) have arrived.
 func (c *Client) WaitImages(n int, timeout time.Duration) error {
-	return c.wait(timeout, func() bool { return len(c.images)+len(c.whole) >= n })
+	return c.wait(timeout, fmt.Sprintf("%d images", n), func() bool { return c.images >= n })
 }
 
-// WaitMessage waits for the first JSON message of type typ not yet consumed
-// by an earlier WaitMessage, and returns it.
+// WaitMessage waits for the first JSON message of type typ not yet taken by
+// an earlier WaitMessage or WaitMessageWhere, takes it and returns it.
 func (c *Client) WaitMessage(typ string, timeout time.Duration) (protocol.RawMessage, error) {
-	var found protocol.RawMessage
-	err := c.wait(timeout, func() bool {
-		for i, m := range c.messages {
-			if m.Type == typ {
-				found = m
-				c.messages = append(c.messages[:i:i], c.messages[i+1:]...)
-				return true
-			}
-		}
-		return false
-	})
-	return found, err
+	return c.WaitMessageWhere(typ, timeout, func(json.RawMessage) bool { return true })
 }
 
-// WaitMessageWhere waits for a JSON message of type typ whose data satisfies ok.
+// WaitMessageWhere is WaitMessage for a message whose data satisfies ok.
 func (c *Client) WaitMessageWhere(typ string, timeout time.Duration, ok func(json.RawMessage) bool) (protocol.RawMessage, error) {
 	var found protocol.RawMessage
-	err := c.wait(timeout, func() bool {
-		for i, m := range c.messages {
-			if m.Type == typ && ok(m.Data) {
-				found = m
-				c.messages = append(c.messages[:i:i], c.messages[i+1:]...)
+	err := c.wait(timeout, typ+" message", func() bool {
+		for i, r := range c.log {
+			if r.Kind == JSON && r.Type == typ && !c.consumed[i] && ok(r.Data) {
+				c.consumed[i] = true
+				found = protocol.RawMessage{Type: r.Type, Data: r.Data}
 				return true
 			}
 		}
@@ -191,46 +233,95 @@ func (c *Client) WaitMessageWhere(typ string, timeout time.Duration, ok func(jso
 	return found, err
 }
 
-// Images returns the images reassembled from parts so far.
+// Log returns every message received so far, in order.
+func (c *Client) Log() []Received {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]Received(nil), c.log...)
+}
+
+// Images returns the images reassembled from parts (PART frames or base64
+// JSON parts) so far.
 func (c *Client) Images() []*protocol.Image {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return append([]*protocol.Image(nil), c.images...)
+	var out []*protocol.Image
+	for _, r := range c.log {
+		if r.Done != nil {
+			out = append(out, r.Done)
+		}
+	}
+	return out
 }
 
 // Whole returns the image bytes of the type 1 frames so far.
 func (c *Client) Whole() [][]byte {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return append([][]byte(nil), c.whole...)
+	var out [][]byte
+	for _, r := range c.log {
+		if r.Kind == Whole {
+			out = append(out, r.Image)
+		}
+	}
+	return out
 }
 
-// Messages returns the JSON messages received and not consumed by a Wait.
+// Messages returns the JSON messages received and not taken by a
+// WaitMessage or WaitMessageWhere.
 func (c *Client) Messages() []protocol.RawMessage {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return append([]protocol.RawMessage(nil), c.messages...)
+	var out []protocol.RawMessage
+	for i, r := range c.log {
+		if r.Kind == JSON && !c.consumed[i] {
+			out = append(out, protocol.RawMessage{Type: r.Type, Data: r.Data})
+		}
+	}
+	return out
 }
 
 // MaxMessage is the size of the largest message received.
 func (c *Client) MaxMessage() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.maxSize
+	n := 0
+	for _, r := range c.log {
+		n = max(n, r.Size)
+	}
+	return n
 }
 
-// Err is the first read or protocol error seen.
+// Err is the first read or protocol error seen (a message that did not
+// parse, or a part the Reassembler refused); nil when there was none, or the
+// server closed the connection normally.
 func (c *Client) Err() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closed && !isNormalClose(c.err) {
+	if isNormalClose(c.err) {
+		return nil
+	}
+	return c.err
+}
+
+// Check fails on any read or protocol error so far, a normal close by the
+// server included, and on an image with parts received but not all of them:
+// a torn image.
+func (c *Client) Check() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil {
 		return c.err
+	}
+	if p := c.reasm.Pending(); len(p) > 0 {
+		return fmt.Errorf("client %s: %d images incomplete: %v", c.ID, len(p), p[0].Err())
 	}
 	return nil
 }
 
 func isNormalClose(err error) bool {
-	return err == nil || websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway)
+	var ce *websocket.CloseError
+	return err == nil || errors.As(err, &ce) && (ce.Code == websocket.CloseNormalClosure || ce.Code == websocket.CloseGoingAway)
 }
 
 // Close closes the connection.
@@ -238,5 +329,14 @@ func (c *Client) Close() {
 	c.mu.Lock()
 	c.closed = true
 	c.mu.Unlock()
-	c.Conn.Close()
+	c.conn.Close()
+}
+
+// Drop closes the network connection without a close frame, as a dropped
+// network does; the client records no error for it.
+func (c *Client) Drop() {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+	c.conn.NetConn().Close()
 }

@@ -1,4 +1,9 @@
-// Package testclient is a WebSocket client for the host's tests: it connects
-// as a given kind of ComfyUI client (PART-aware, base64 parts, whole type 1
-// frames), reassembles what it receives and records every message's size.
+// Package testclient is the WebSocket client of the host's tests: it connects
+// as a given kind of ComfyUI client (PART-aware, or plain: base64 parts and
+// whole type 1 frames), records every message in the order it arrived with
+// its size and wire shape, and reassembles the images it receives, so a test
+// can wait for what it expects and then check everything that came.
+//
+// Its methods return errors instead of taking a testing.TB, so that tests
+// may use a client from any goroutine.
 package testclient

@@ -1,9 +1,9 @@
 // Package executortest provides an in-memory Runner and a recording
-// Broadcaster, so the executor and the HTTP API can be tested (and embedders
-// can try them) without plugin processes. The Runner behaves like the
-// supervisor: tensors are handles it holds until released, and its one pack
-// can be made to die (Die), which loses every tensor it held, as a plugin
-// process that exits does.
+// Broadcaster, so the executor and the HTTP API can be tested without plugin
+// processes (internal: test support, not the host's API). The Runner behaves
+// like the supervisor: tensors are handles it holds until released, and its
+// one pack can be made to die (Die), which loses every tensor it held, as a
+// plugin process that exits does.
 //
 // It must never import sendimage or a node implementation.
 package executortest

@@ -1,0 +1,71 @@
+package testclient
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/nodecast/nodecast/protocol"
+)
+
+// MessageKind is the wire shape of one received WebSocket message.
+type MessageKind int
+
+const (
+	JSON  MessageKind = iota // a JSON text message
+	Whole                    // a type 1 binary frame: one whole image
+	PART                     // a PART binary frame
+)
+
+// Received is one WebSocket message as the client received it.
+type Received struct {
+	Kind   MessageKind
+	Size   int                 // bytes of the message
+	Type   string              // JSON: the message type
+	Data   json.RawMessage     // JSON: the message data
+	Format uint32              // Whole: the image format code
+	Image  []byte              // Whole: the image bytes
+	Part   protocol.PartHeader // PART: the frame's header
+	// Done is the image this message completed (a PART frame, or a base64
+	// JSON part), or nil.
+	Done *protocol.Image
+}
+
+// Field decodes one field of a JSON message's data; nil when absent.
+func (r Received) Field(name string) any {
+	var m map[string]any
+	if json.Unmarshal(r.Data, &m) != nil {
+		return nil
+	}
+	return m[name]
+}
+
+// IsJSON reports whether r is a JSON message of type typ for promptID.
+func (r Received) IsJSON(typ, promptID string) bool {
+	return r.Kind == JSON && r.Type == typ && r.Field("prompt_id") == promptID
+}
+
+// IsPromptEnd reports whether r is ComfyUI's end of prompt promptID:
+// executing with node null.
+func (r Received) IsPromptEnd(promptID string) bool {
+	if !r.IsJSON(protocol.TypeExecuting, promptID) {
+		return false
+	}
+	var d map[string]any
+	_ = json.Unmarshal(r.Data, &d)
+	node, has := d["node"]
+	return has && node == nil
+}
+
+func (r Received) String() string {
+	switch r.Kind {
+	case Whole:
+		return fmt.Sprintf("type1(format %d, %d bytes)", r.Format, len(r.Image))
+	case PART:
+		return fmt.Sprintf("PART(%s img %d part %d/%d)", r.Part.Event, r.Part.Index, r.Part.Part, r.Part.Parts)
+	}
+	d := string(r.Data)
+	if len(d) > 160 {
+		d = d[:160] + "..."
+	}
+	return r.Type + " " + d
+}
