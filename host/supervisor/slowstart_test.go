@@ -17,6 +17,7 @@ import (
 
 	"github.com/nodecast/nodecast/host/metrics"
 	"github.com/nodecast/nodecast/host/supervisor"
+	"github.com/nodecast/nodecast/internal/wait"
 	"github.com/nodecast/nodecast/plugins"
 )
 
@@ -33,12 +34,7 @@ func holdStartUntilGate() {
 	}
 	// The pid tells a test which process this start made.
 	os.WriteFile(gate+".pid", []byte(strconv.Itoa(os.Getpid())), 0o644)
-	for {
-		if _, err := os.Stat(gate); err == nil {
-			return
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	wait.Until(hangGuard, func() bool { _, err := os.Stat(gate); return err == nil })
 }
 
 // closeGateAndRestart kills the pack's plugin with its gate closed and
@@ -53,21 +49,13 @@ func closeGateAndRestart(ctx context.Context, t *testing.T, s *supervisor.Superv
 	if err := syscall.Kill(s.Packs()[0].Pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(hangGuard); s.Packs()[0].Pid != 0; time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("kill not noticed")
-		}
-	}
+	wait.For(t, hangGuard, "the kill to be noticed", func() bool { return s.Packs()[0].Pid == 0 })
 	ran := make(chan error, 1)
 	go func() {
 		_, err := s.Run(ctx, call, plugins.RunHandlers{})
 		ran <- err
 	}()
-	for deadline := time.Now().Add(hangGuard); !s.Packs()[0].Starting; time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the restart never began")
-		}
-	}
+	wait.For(t, hangGuard, "the restart to begin", func() bool { return s.Packs()[0].Starting })
 	return ran
 }
 
@@ -186,13 +174,11 @@ func TestCloseDuringAStart(t *testing.T) {
 	defer s.Close()
 	ran := closeGateAndRestart(t.Context(), t, s, gate, supervisor.Call{ClassType: "test.Make", Inputs: map[string]any{"side": int64(1), "value": 0.5}})
 	var pid int
-	for deadline := time.Now().Add(hangGuard); pid == 0; time.Sleep(5 * time.Millisecond) {
+	wait.For(t, hangGuard, "the restarted plugin's pid", func() bool {
 		b, _ := os.ReadFile(gate + ".pid")
 		pid, _ = strconv.Atoi(string(b))
-		if pid == 0 && time.Now().After(deadline) {
-			t.Fatal("the restarted plugin never wrote its pid")
-		}
-	}
+		return pid != 0
+	})
 	closed := make(chan struct{})
 	go func() { s.Close(); close(closed) }()
 	select {
