@@ -11,84 +11,45 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gorilla/websocket"
 	"github.com/nodecast/nodecast/client"
 	"github.com/nodecast/nodecast/host/config"
+	"github.com/nodecast/nodecast/host/internal/testclient"
 	"github.com/nodecast/nodecast/internal/testbin"
 	"github.com/nodecast/nodecast/protocol"
 )
 
-// rawClient is a WebSocket client that keeps every message as it came.
-type rawClient struct {
-	t    *testing.T
-	conn *websocket.Conn
+// promptReader hands out a testclient's messages one prompt at a time.
+type promptReader struct {
+	c    *testclient.Client
+	seen int
 }
 
-type rawMessage struct {
-	kind int
-	data []byte
-}
-
-func (m rawMessage) jsonType() string {
-	var r protocol.RawMessage
-	if m.kind != websocket.TextMessage || json.Unmarshal(m.data, &r) != nil {
-		return ""
-	}
-	return r.Type
-}
-
-func dialRaw(t *testing.T, s *server, id string, flags protocol.FeatureFlags) *rawClient {
+// untilEnd waits for the end of promptID and returns the messages that
+// arrived since the previous call.
+func (r *promptReader) untilEnd(t *testing.T, promptID string) []testclient.Received {
 	t.Helper()
-	conn, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(s.URL, "http")+"/ws?clientId="+id, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	c := &rawClient{t: t, conn: conn}
-	if m := c.next(); m.jsonType() != protocol.TypeStatus {
-		t.Fatalf("first message %q", m.data)
-	}
-	if flags != nil {
-		if err := conn.WriteJSON(protocol.Message{Type: protocol.TypeFeatureFlags, Data: flags}); err != nil {
-			t.Fatal(err)
-		}
-		if m := c.next(); m.jsonType() != protocol.TypeFeatureFlags {
-			t.Fatalf("answer to feature_flags %q", m.data)
-		}
-	}
-	return c
+	log := waitPromptEnd(t, r.c, promptID)
+	out := log[r.seen:]
+	r.seen = len(log)
+	return out
 }
 
-func (c *rawClient) next() rawMessage {
-	c.t.Helper()
-	c.conn.SetReadDeadline(time.Now().Add(2 * time.Minute))
-	kind, data, err := c.conn.ReadMessage()
-	if err != nil {
-		c.t.Fatalf("read: %v", err)
-	}
-	return rawMessage{kind, data}
-}
-
-// untilEnd reads until the prompt's execution_success or execution_error.
-func (c *rawClient) untilEnd(promptID string) []rawMessage {
-	c.t.Helper()
-	var out []rawMessage
-	for {
-		m := c.next()
-		out = append(out, m)
-		if typ := m.jsonType(); (typ == protocol.TypeExecutionSuccess || typ == protocol.TypeExecutionError) &&
-			bytes.Contains(m.data, []byte(promptID)) {
-			return out
+// terminal is the prompt's execution_success or execution_error in msgs.
+func terminal(msgs []testclient.Received) testclient.Received {
+	for i := len(msgs) - 1; i >= 0; i-- {
+		if m := msgs[i]; m.Kind == testclient.JSON && (m.Type == protocol.TypeExecutionSuccess || m.Type == protocol.TypeExecutionError) {
+			return m
 		}
 	}
+	return testclient.Received{}
 }
 
-// textFrames picks the TEXT frames (type 3) of msgs.
-func textFrames(msgs []rawMessage) [][]byte {
+// textFrames picks the TEXT frames (type 3) of msgs, as they came.
+func textFrames(msgs []testclient.Received) [][]byte {
 	var out [][]byte
 	for _, m := range msgs {
-		if t, _ := protocol.FrameType(m.data); m.kind == websocket.BinaryMessage && t == protocol.BinaryText {
-			out = append(out, m.data)
+		if m.Kind == testclient.Text {
+			out = append(out, m.Frame)
 		}
 	}
 	return out
@@ -110,14 +71,14 @@ func comfyTextFrame(node, text string) []byte {
 // node with an error naming the limit and the length, and the host goes on.
 func TestProgressTextFrames(t *testing.T) {
 	s := progressTextServer(t)
-	owner := dialRaw(t, s, "owner", nil)
-	other := dialRaw(t, s, "other", protocol.FeatureFlags{protocol.FlagImageParts: true})
+	owner := &promptReader{c: dialWS(t, s, "owner", false, 0)}
+	other := &promptReader{c: dialWS(t, s, "other", true, 0)}
 
 	prompt := map[string]any{"7": map[string]any{"class_type": "ShowProgressText", "inputs": map[string]any{"text": "étape", "steps": 3}}}
 	id := queuePrompt(t, s, prompt, "owner")
-	msgs := owner.untilEnd(id)
-	if last := msgs[len(msgs)-1]; last.jsonType() != protocol.TypeExecutionSuccess {
-		t.Fatalf("prompt ended with %s", last.data)
+	msgs := owner.untilEnd(t, id)
+	if last := terminal(msgs); last.Type != protocol.TypeExecutionSuccess {
+		t.Fatalf("prompt ended with %v", last)
 	}
 	frames := textFrames(msgs)
 	if len(frames) != 3 {
@@ -131,16 +92,14 @@ func TestProgressTextFrames(t *testing.T) {
 	// Order: TEXT i/3 comes before progress value i (the node sent it first).
 	seen := 0
 	for _, m := range msgs {
-		if t2, _ := protocol.FrameType(m.data); m.kind == websocket.BinaryMessage && t2 == protocol.BinaryText {
+		if m.Kind == testclient.Text {
 			seen++
 		}
-		if m.jsonType() == protocol.TypeProgress {
-			var p struct {
-				Data protocol.ProgressData `json:"data"`
-			}
-			json.Unmarshal(m.data, &p)
-			if p.Data.Value > seen {
-				t.Errorf("progress %d/%d before its TEXT frame (%d seen)", p.Data.Value, p.Data.Max, seen)
+		if m.Kind == testclient.JSON && m.Type == protocol.TypeProgress {
+			var p protocol.ProgressData
+			json.Unmarshal(m.Data, &p)
+			if p.Value > seen {
+				t.Errorf("progress %d/%d before its TEXT frame (%d seen)", p.Value, p.Max, seen)
 			}
 		}
 	}
@@ -149,8 +108,8 @@ func TestProgressTextFrames(t *testing.T) {
 	// "other" ever gets is this prompt's (the owner's went to the owner only).
 	prompt["7"].(map[string]any)["inputs"] = map[string]any{"text": "all", "steps": 1}
 	id2 := queue(t, s, map[string]any{"prompt": prompt})
-	for name, c := range map[string]*rawClient{"owner": owner, "other": other} {
-		got := textFrames(c.untilEnd(id2))
+	for name, c := range map[string]*promptReader{"owner": owner, "other": other} {
+		got := textFrames(c.untilEnd(t, id2))
 		if len(got) != 1 || !bytes.Equal(got[0], comfyTextFrame("7", "all 1/1")) {
 			t.Errorf("%s: TEXT frames %q, want only all 1/1", name, got)
 		}
@@ -160,11 +119,11 @@ func TestProgressTextFrames(t *testing.T) {
 	long := strings.Repeat("x", protocol.MaxProgressTextBytes)
 	prompt["7"].(map[string]any)["inputs"] = map[string]any{"text": long, "steps": 1}
 	id3 := queuePrompt(t, s, prompt, "owner")
-	msgs = owner.untilEnd(id3)
-	last := msgs[len(msgs)-1]
-	if last.jsonType() != protocol.TypeExecutionError || !bytes.Contains(last.data, []byte("65536")) ||
-		!bytes.Contains(last.data, []byte(fmt.Sprint(len(long)+len(" 1/1")))) {
-		t.Errorf("over the limit: %.300s, want execution_error naming 65536 and the length", last.data)
+	msgs = owner.untilEnd(t, id3)
+	last := terminal(msgs)
+	if last.Type != protocol.TypeExecutionError || !bytes.Contains(last.Data, []byte("65536")) ||
+		!bytes.Contains(last.Data, []byte(fmt.Sprint(len(long)+len(" 1/1")))) {
+		t.Errorf("over the limit: %.300s, want execution_error naming 65536 and the length", last.Data)
 	}
 	if n := len(textFrames(msgs)); n != 0 {
 		t.Errorf("over the limit: %d TEXT frames sent", n)
@@ -172,7 +131,7 @@ func TestProgressTextFrames(t *testing.T) {
 	// The host goes on.
 	prompt["7"].(map[string]any)["inputs"] = map[string]any{"text": "again", "steps": 1}
 	id4 := queuePrompt(t, s, prompt, "owner")
-	if got := textFrames(owner.untilEnd(id4)); len(got) != 1 || !bytes.Equal(got[0], comfyTextFrame("7", "again 1/1")) {
+	if got := textFrames(owner.untilEnd(t, id4)); len(got) != 1 || !bytes.Equal(got[0], comfyTextFrame("7", "again 1/1")) {
 		t.Errorf("after the failure: %q", got)
 	}
 }

@@ -154,6 +154,11 @@ func (c *Client) parse(typ int, msg []byte) (Received, error) {
 		}
 		r.Done, err = c.reasm.AddFrame(msg)
 		return r, err
+	case protocol.BinaryText:
+		r.Kind = Text
+		r.Frame = append([]byte(nil), msg...)
+		r.Node, r.Text, err = protocol.ParseTextFrame(msg)
+		return r, err
 	}
 	return r, fmt.Errorf("unexpected binary message type %#x", ft)
 }

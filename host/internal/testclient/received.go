@@ -14,6 +14,7 @@ const (
 	JSON  MessageKind = iota // a JSON text message
 	Whole                    // a type 1 binary frame: one whole image
 	PART                     // a PART binary frame
+	Text                     // a type 3 TEXT frame: a node's progress text
 )
 
 // Received is one WebSocket message as the client received it.
@@ -25,6 +26,9 @@ type Received struct {
 	Format uint32              // Whole: the image format code
 	Image  []byte              // Whole: the image bytes
 	Part   protocol.PartHeader // PART: the frame's header
+	Node   string              // Text: the node the text is from
+	Text   string              // Text: the progress text
+	Frame  []byte              // Text: the frame as it came, for byte-exact checks
 	// Done is the image this message completed (a PART frame, or a base64
 	// JSON part), or nil.
 	Done *protocol.Image
@@ -62,6 +66,8 @@ func (r Received) String() string {
 		return fmt.Sprintf("type1(format %d, %d bytes)", r.Format, len(r.Image))
 	case PART:
 		return fmt.Sprintf("PART(%s img %d part %d/%d)", r.Part.Event, r.Part.Index, r.Part.Part, r.Part.Parts)
+	case Text:
+		return fmt.Sprintf("type3(node %s, %d bytes)", r.Node, len(r.Text))
 	}
 	d := string(r.Data)
 	if len(d) > 160 {
