@@ -12,15 +12,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
-	"strings"
 	"testing"
-	"time"
-
-	"github.com/gorilla/websocket"
 
 	"github.com/nodecast/nodecast/host"
 	"github.com/nodecast/nodecast/host/config"
 	"github.com/nodecast/nodecast/host/internal/hosttest"
+	"github.com/nodecast/nodecast/host/internal/testclient"
 	"github.com/nodecast/nodecast/protocol"
 )
 
@@ -88,66 +85,24 @@ func TestPythonSaveClient(t *testing.T) {
 	}
 }
 
-// frameClient is a raw WebSocket client that keeps every binary frame
-// until the prompt it waits for is done.
-type frameClient struct {
-	conn   *websocket.Conn
-	frames [][]byte
-}
-
-func dialFrames(t *testing.T, s *server, id string, flags protocol.FeatureFlags) (*frameClient, protocol.FeatureFlags) {
+// dialFlags connects a client that sends flags and returns it with the
+// server's feature_flags answer (nil flags: none sent, no answer).
+func dialFlags(t *testing.T, s *server, id string, kind testclient.Kind, flags protocol.FeatureFlags) (*testclient.Client, protocol.FeatureFlags) {
 	t.Helper()
-	conn, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(s.URL, "http")+"/ws?clientId="+id, nil)
+	c, err := testclient.Dialer{Kind: kind, Flags: flags, Timeout: waitTimeout}.Dial(s.URL, id)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { conn.Close() })
-	c := &frameClient{conn: conn}
+	t.Cleanup(c.Close)
 	var answer protocol.FeatureFlags
-	if flags != nil {
-		if err := conn.WriteJSON(protocol.Message{Type: protocol.TypeFeatureFlags, Data: flags}); err != nil {
-			t.Fatal(err)
-		}
-		for answer == nil {
-			conn.SetReadDeadline(time.Now().Add(waitTimeout))
-			var m protocol.RawMessage
-			if err := conn.ReadJSON(&m); err != nil {
+	for _, r := range c.Log() {
+		if r.Kind == testclient.JSON && r.Type == protocol.TypeFeatureFlags {
+			if err := json.Unmarshal(r.Data, &answer); err != nil {
 				t.Fatal(err)
-			}
-			if m.Type == protocol.TypeFeatureFlags {
-				if err := json.Unmarshal(m.Data, &answer); err != nil {
-					t.Fatal(err)
-				}
 			}
 		}
 	}
 	return c, answer
-}
-
-// until reads until "executing" with node null for promptID.
-func (c *frameClient) until(t *testing.T, promptID string) {
-	t.Helper()
-	for {
-		c.conn.SetReadDeadline(time.Now().Add(waitTimeout))
-		kind, msg, err := c.conn.ReadMessage()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if kind == websocket.BinaryMessage {
-			c.frames = append(c.frames, msg)
-			continue
-		}
-		var m struct {
-			Type string `json:"type"`
-			Data struct {
-				Node     *string `json:"node"`
-				PromptID string  `json:"prompt_id"`
-			} `json:"data"`
-		}
-		if json.Unmarshal(msg, &m) == nil && m.Type == protocol.TypeExecuting && m.Data.Node == nil && m.Data.PromptID == promptID {
-			return
-		}
-	}
 }
 
 // TestOneSavePromptEveryKindOfClient: one prompt, broadcast to every client,
@@ -159,9 +114,9 @@ func TestOneSavePromptEveryKindOfClient(t *testing.T) {
 	s, opts := outputServer(t)
 	p := photoOf(t, 256)
 	name := mustUpload(t, s, "photo.png", p.PNG)
-	preview, answer := dialFrames(t, s, "preview", protocol.FeatureFlags{protocol.FlagPreviewMetadata: true})
-	plain, _ := dialFrames(t, s, "plain", nil)
-	parts, _ := dialFrames(t, s, "parts", protocol.FeatureFlags{protocol.FlagImageParts: true, protocol.FlagPreviewMetadata: true})
+	preview, answer := dialFlags(t, s, "preview", testclient.Plain, protocol.FeatureFlags{protocol.FlagPreviewMetadata: true})
+	plain, _ := dialFlags(t, s, "plain", testclient.Plain, nil)
+	parts, _ := dialFlags(t, s, "parts", testclient.Parts, protocol.FeatureFlags{protocol.FlagImageParts: true, protocol.FlagPreviewMetadata: true})
 
 	resp, err := httpClient.Get(s.URL + "/features")
 	if err != nil {
@@ -197,43 +152,46 @@ func TestOneSavePromptEveryKindOfClient(t *testing.T) {
 	prompt := pipeline(name, 2, "ETN_SendImageWebSocket", nil)
 	prompt["4"] = map[string]any{"class_type": "SaveImage", "inputs": map[string]any{"images": []any{"2", 0}, "filename_prefix": "all/kinds"}}
 	id := queue(t, s, map[string]any{"prompt": prompt, "extra_data": map[string]any{"extra_pnginfo": map[string]any{"workflow": map[string]any{"id": "w1"}}}})
-	for _, c := range []*frameClient{preview, plain, parts} {
-		c.until(t, id)
+	var logs [3][]testclient.Received
+	for i, c := range []*testclient.Client{preview, plain, parts} {
+		logs[i] = waitPromptEnd(t, c, id)
+		if err := c.Err(); err != nil {
+			t.Fatal(err)
+		}
 	}
-
-	if len(preview.frames) != 2 || len(plain.frames) != 2 {
-		t.Fatalf("preview client got %d frames, plain client %d, want 2 each", len(preview.frames), len(plain.frames))
+	kinds := func(log []testclient.Received, k testclient.MessageKind) (out []testclient.Received) {
+		for _, r := range log {
+			if r.Kind == k {
+				out = append(out, r)
+			}
+		}
+		return out
+	}
+	previews, wholes := kinds(logs[0], testclient.Preview), kinds(logs[1], testclient.Whole)
+	if len(previews) != 2 || len(wholes) != 2 || len(kinds(logs[0], testclient.Whole)) != 0 {
+		t.Fatalf("preview client got %d type 4 frames (and %d type 1), plain client %d type 1, want 2 each",
+			len(previews), len(kinds(logs[0], testclient.Whole)), len(wholes))
 	}
 	for i := range 2 {
-		meta, img, err := protocol.ParsePreviewFrame(preview.frames[i])
-		if err != nil {
-			t.Fatalf("preview client frame %d: %v", i, err)
-		}
 		want := protocol.PreviewMetadata{NodeID: "3", DisplayNodeID: "3", RealNodeID: "3", PromptID: id, ImageType: "image/png"}
-		if meta != want {
-			t.Errorf("type 4 header %+v, want %+v", meta, want)
+		if previews[i].Meta != want {
+			t.Errorf("type 4 header %+v, want %+v", previews[i].Meta, want)
 		}
-		checkPNG(t, img, p)
-		format, img, err := protocol.ParseImageFrame(plain.frames[i])
-		if err != nil || format != protocol.ImageFormatPNG {
-			t.Fatalf("plain client frame %d: format %d, %v", i, format, err)
+		checkPNG(t, previews[i].Image, p)
+		if wholes[i].Format != protocol.ImageFormatPNG {
+			t.Fatalf("plain client frame %d: format %d", i, wholes[i].Format)
 		}
-		checkPNG(t, img, p)
+		checkPNG(t, wholes[i].Image, p)
 	}
-	r := protocol.NewReassembler(protocol.ReassemblerOptions{})
-	var done int
-	for _, f := range parts.frames {
-		img, err := r.AddFrame(f)
-		if err != nil {
-			t.Fatalf("parts client: %v", err)
-		}
-		if img != nil {
-			checkPNG(t, img.Data, p)
-			done++
-		}
+	if n := len(kinds(logs[2], testclient.Whole)) + len(kinds(logs[2], testclient.Preview)); n != 0 {
+		t.Errorf("parts client got %d whole-image frames, want PART frames only", n)
 	}
-	if done != 2 {
-		t.Fatalf("parts client reassembled %d images, want 2", done)
+	done := parts.Images()
+	for _, img := range done {
+		checkPNG(t, img.Data, p)
+	}
+	if len(done) != 2 {
+		t.Fatalf("parts client reassembled %d images, want 2", len(done))
 	}
 
 	// History records SaveImage's files; /view serves them.

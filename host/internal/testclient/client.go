@@ -36,6 +36,9 @@ type Dialer struct {
 	// Timeout bounds the handshake and the wait for the server's first
 	// message. 0 = 30 s.
 	Timeout time.Duration
+	// Flags, when set, are the feature flags the client sends instead of
+	// its Kind's (which still says how it reads images).
+	Flags protocol.FeatureFlags
 }
 
 // Dial connects to serverURL's /ws as clientID, as a client of kind, with
@@ -61,10 +64,13 @@ func (d Dialer) Dial(serverURL, clientID string) (*Client, error) {
 	c := &Client{ID: clientID, conn: conn, reasm: protocol.NewReassembler(protocol.ReassemblerOptions{}), consumed: map[int]bool{}}
 	c.cond = sync.NewCond(&c.mu)
 	first := protocol.TypeStatus
-	if d.Kind == Parts {
+	flags := d.Flags
+	if flags == nil && d.Kind == Parts {
+		flags = protocol.FeatureFlags{protocol.FlagImageParts: true}
+	}
+	if flags != nil {
 		first = protocol.TypeFeatureFlags // the server's answer
-		flags := protocol.Message{Type: protocol.TypeFeatureFlags, Data: protocol.FeatureFlags{protocol.FlagImageParts: true}}
-		if err := conn.WriteJSON(flags); err != nil {
+		if err := conn.WriteJSON(protocol.Message{Type: protocol.TypeFeatureFlags, Data: flags}); err != nil {
 			conn.Close()
 			return nil, fmt.Errorf("client %s: send feature flags: %w", clientID, err)
 		}
@@ -111,7 +117,7 @@ func (c *Client) read() {
 			c.err = fmt.Errorf("client %s: message %d (%v): %w", c.ID, len(c.log), r, perr)
 		}
 		c.log = append(c.log, r)
-		if r.Done != nil || r.Kind == Whole {
+		if r.Done != nil || r.Kind == Whole || r.Kind == Preview {
 			c.images++
 		}
 		c.cond.Broadcast()
@@ -153,6 +159,12 @@ func (c *Client) parse(typ int, msg []byte) (Received, error) {
 			return r, err
 		}
 		r.Done, err = c.reasm.AddFrame(msg)
+		return r, err
+	case protocol.BinaryPreviewImageWithMetadata:
+		r.Kind = Preview
+		var data []byte
+		r.Meta, data, err = protocol.ParsePreviewFrame(msg)
+		r.Image = append([]byte(nil), data...)
 		return r, err
 	case protocol.BinaryText:
 		r.Kind = Text

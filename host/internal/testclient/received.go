@@ -11,24 +11,26 @@ import (
 type MessageKind int
 
 const (
-	JSON  MessageKind = iota // a JSON text message
-	Whole                    // a type 1 binary frame: one whole image
-	PART                     // a PART binary frame
-	Text                     // a type 3 TEXT frame: a node's progress text
+	JSON    MessageKind = iota // a JSON text message
+	Whole                      // a type 1 binary frame: one whole image
+	PART                       // a PART binary frame
+	Text                       // a type 3 TEXT frame: a node's progress text
+	Preview                    // a type 4 frame: an image with ComfyUI's metadata
 )
 
 // Received is one WebSocket message as the client received it.
 type Received struct {
 	Kind   MessageKind
-	Size   int                 // bytes of the message
-	Type   string              // JSON: the message type
-	Data   json.RawMessage     // JSON: the message data
-	Format uint32              // Whole: the image format code
-	Image  []byte              // Whole: the image bytes
-	Part   protocol.PartHeader // PART: the frame's header
-	Node   string              // Text: the node the text is from
-	Text   string              // Text: the progress text
-	Frame  []byte              // Text: the frame as it came, for byte-exact checks
+	Size   int                      // bytes of the message
+	Type   string                   // JSON: the message type
+	Data   json.RawMessage          // JSON: the message data
+	Format uint32                   // Whole: the image format code
+	Meta   protocol.PreviewMetadata // Preview: the frame's metadata
+	Image  []byte                   // Whole and Preview: the image bytes
+	Part   protocol.PartHeader      // PART: the frame's header
+	Node   string                   // Text: the node the text is from
+	Text   string                   // Text: the progress text
+	Frame  []byte                   // Text: the frame as it came, for byte-exact checks
 	// Done is the image this message completed (a PART frame, or a base64
 	// JSON part), or nil.
 	Done *protocol.Image
@@ -68,6 +70,8 @@ func (r Received) String() string {
 		return fmt.Sprintf("PART(%s img %d part %d/%d)", r.Part.Event, r.Part.Index, r.Part.Part, r.Part.Parts)
 	case Text:
 		return fmt.Sprintf("type3(node %s, %d bytes)", r.Node, len(r.Text))
+	case Preview:
+		return fmt.Sprintf("type4(node %s, %s, %d bytes)", r.Meta.NodeID, r.Meta.ImageType, len(r.Image))
 	}
 	d := string(r.Data)
 	if len(d) > 160 {
