@@ -21,6 +21,7 @@ import (
 	"github.com/nodecast/nodecast/host"
 	"github.com/nodecast/nodecast/host/cluster"
 	"github.com/nodecast/nodecast/host/internal/testclient"
+	"github.com/nodecast/nodecast/internal/testbin"
 	"github.com/nodecast/nodecast/internal/wait"
 	"github.com/nodecast/nodecast/protocol"
 )
@@ -577,4 +578,53 @@ func isNullNode(d json.RawMessage, promptID string) bool {
 		PromptID string  `json:"prompt_id"`
 	}
 	return json.Unmarshal(d, &e) == nil && e.Node == nil && e.PromptID == promptID
+}
+
+// TestClusterProgressText: a node's progress text crosses the cluster. The
+// socket is on A, which runs nothing (it has the pack too, to validate the
+// prompt, as every host of a cluster should); B runs the progresstext
+// example pack as a real plugin subprocess; the client on A gets B's TEXT frames byte for
+// byte as ComfyUI frames them, in order with the progress messages.
+func TestClusterProgressText(t *testing.T) {
+	ns := runNATS(t)
+	plugins := testbin.PluginDir(t, "github.com/nodecast/nodecast/examples/progresstext", "progresstext")
+	_, srvA := startHost(t, host.Options{PluginDir: plugins, Cluster: &cluster.Options{URL: ns.ClientURL(), Workers: -1, AckWait: 5 * time.Second}})
+	startHost(t, host.Options{PluginDir: plugins, Cluster: &cluster.Options{URL: ns.ClientURL(), Workers: 1, AckWait: 5 * time.Second}})
+
+	c, err := testclient.Dial(srvA.URL, "text-client", testclient.Plain, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	prompt := map[string]any{"5": map[string]any{"class_type": "ShowProgressText", "inputs": map[string]any{"text": "über", "steps": 3}}}
+	code, out := postPrompt(t, srvA.URL, map[string]any{"client_id": "text-client", "prompt": prompt})
+	if code != http.StatusOK {
+		t.Fatalf("POST /prompt: %d %v", code, out)
+	}
+	log, err := c.WaitPromptEnd(2*time.Minute, out["prompt_id"].(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var texts [][]byte
+	progressed := 0
+	for _, r := range log {
+		switch {
+		case r.Kind == testclient.Text:
+			texts = append(texts, r.Frame)
+		case r.Kind == testclient.JSON && r.Type == protocol.TypeProgress:
+			progressed++
+			if len(texts) < progressed {
+				t.Errorf("progress %d arrived before its TEXT frame", progressed)
+			}
+		}
+	}
+	if len(texts) != 3 {
+		t.Fatalf("got %d TEXT frames through the cluster, want 3; log: %v", len(texts), log)
+	}
+	for i, f := range texts {
+		want := protocol.AppendTextFrame(nil, "5", fmt.Sprintf("über %d/3", i+1))
+		if !bytes.Equal(f, want) {
+			t.Errorf("TEXT frame %d: % x, want % x", i, f, want)
+		}
+	}
 }
