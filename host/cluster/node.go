@@ -80,6 +80,11 @@ type Node struct {
 	mu       sync.Mutex
 	attempts map[string]uint64   // prompt id -> delivery attempt running here
 	queue    map[string]queueRec // the queue bucket, by key
+	// doneKeys holds the keys whose history arrived: the two buckets reach a
+	// host separately, and as in ComfyUI no host may show a prompt in both
+	// /history and /queue, so a queue record that arrives after its history
+	// is ignored. A key leaves with its queue record's delete or its history.
+	doneKeys map[string]bool
 	closers  []func()
 
 	accepted, ran, redelivered, relayed atomic.Uint64
@@ -110,7 +115,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	if opts.Workers == 0 {
 		opts.Workers = 1
 	}
-	n := &Node{id: nuid.Next(), opts: opts, log: opts.Logger, attempts: map[string]uint64{}, queue: map[string]queueRec{}}
+	n := &Node{id: nuid.Next(), opts: opts, log: opts.Logger, attempts: map[string]uint64{}, queue: map[string]queueRec{}, doneKeys: map[string]bool{}}
 	url := opts.URL
 	if opts.Embed != "" {
 		srv, err := embed(opts.Embed, opts.StoreDir)

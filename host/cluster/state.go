@@ -71,13 +71,15 @@ func (n *Node) watchState(exec *executor.Executor) error {
 				continue // the end of the initial values
 			}
 			n.mu.Lock()
-			if e.Operation() == jetstream.KeyValuePut {
+			switch {
+			case e.Operation() != jetstream.KeyValuePut:
+				delete(n.queue, e.Key())
+				delete(n.doneKeys, e.Key())
+			case !n.doneKeys[e.Key()]:
 				var r queueRec
 				if json.Unmarshal(e.Value(), &r) == nil {
 					n.queue[e.Key()] = r
 				}
-			} else {
-				delete(n.queue, e.Key())
 			}
 			n.mu.Unlock()
 		}
@@ -94,9 +96,16 @@ func (n *Node) watchState(exec *executor.Executor) error {
 			if e.Operation() == jetstream.KeyValuePut {
 				var h executor.HistoryEntry
 				if json.Unmarshal(e.Value(), &h) == nil {
+					n.mu.Lock()
+					delete(n.queue, e.Key())
+					n.doneKeys[e.Key()] = true // a late queue record must not bring it back
+					n.mu.Unlock()
 					exec.RecordHistory(string(id), h)
 				}
 			} else {
+				n.mu.Lock()
+				delete(n.doneKeys, e.Key())
+				n.mu.Unlock()
 				exec.ForgetHistory(string(id))
 			}
 		}
