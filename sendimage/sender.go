@@ -258,7 +258,9 @@ func (j *sendJob) encodeReuse(i int, px *Pixels) (encoded, *Pixels) {
 		return encoded{index: i, err: err}, px
 	}
 	var buf bytes.Buffer
-	buf.Grow(len(px.Pix)/2 + 1024)
+	if _, ok := j.enc.(*pngEncoder); !ok || j.opts.EncoderOptions.Level != LevelDefault {
+		buf.Grow(len(px.Pix)/2 + 1024) // the default PNG level sizes buf itself from its sample
+	}
 	if err := j.enc.Encode(&buf, px); err != nil {
 		return encoded{index: i, err: err}, px
 	}
