@@ -383,13 +383,6 @@ func (t *huffTable) init(lengths []uint8, pbits uint) bool {
 	count[0] = 0
 	t.pbits = pbits
 	size := 1 << t.pbits
-	t.entries = append(t.entries[:0], make([]uint32, size)...)
-	for i := range t.entries {
-		t.entries[i] = invalidEntry
-	}
-	if maxLen == 0 {
-		return true
-	}
 	left := 1
 	for l := 1; l <= 15; l++ {
 		left = left<<1 - count[l]
@@ -397,8 +390,24 @@ func (t *huffTable) init(lengths []uint8, pbits uint) bool {
 			return false
 		}
 	}
-	if left > 0 && !(maxLen == 1 && count[1] == 1) {
+	if maxLen > 0 && left > 0 && !(maxLen == 1 && count[1] == 1) {
 		return false
+	}
+	// A complete code writes every entry below; only an empty or a
+	// degenerate one leaves some to mark invalid. (A photo has a dynamic
+	// block every few KiB: clearing 4096 entries each time showed.)
+	if cap(t.entries) >= size {
+		t.entries = t.entries[:size]
+	} else {
+		t.entries = make([]uint32, size)
+	}
+	if maxLen == 0 || left > 0 {
+		for i := range t.entries {
+			t.entries[i] = invalidEntry
+		}
+	}
+	if maxLen == 0 {
+		return true
 	}
 	var next [16]int
 	code := 0
