@@ -218,82 +218,76 @@ var (
 )
 
 // huffmanBlock decodes one block's symbols with the tables lt and dt. The
-// loop keeps the bit reader in locals; refills load 8 bytes at once while
-// 8 remain, byte by byte (then zero padding) at the end.
+// literals, nearly all of a photo's symbols, have a loop of their own with
+// as few live values as fit in registers: the bit reader, the tables, the
+// output. Refills load 8 bytes at once while 8 remain (bits above nb are
+// the next input bits, so loading them again changes nothing), byte by byte
+// at the end, then zero padding that inflateInto refuses to have used.
 func (f *inflater) huffmanBlock(lt, dt *huffTable) error {
 	in, out := f.in, f.out
 	pos, bits, nb, n := f.pos, f.bits, f.nb, f.n
-	// Fixed-size primary tables: indexing them needs no bounds check.
 	lprim := (*[1 << litPrimaryBits]uint32)(lt.entries)
-	dprim := (*[1 << distPrimaryBits]uint32)(dt.entries)
-	lent, distt := lt.entries, dt.entries
 	next := f.nextReport
 	if f.report == nil {
 		next = len(out) + 1
 	}
-	save := func() {
-		f.pos, f.bits, f.nb, f.n = pos, bits, nb, n
-	}
+	var err error
+loop:
 	for {
-		// 48 bits hold the longest length/distance pair: 15+5+15+13.
-		if nb < 48 {
-			if pos+8 <= len(in) {
-				bits |= binary.LittleEndian.Uint64(in[pos:]) << nb
-				k := (63 - nb) >> 3
-				pos += int(k)
-				nb += k << 3
-			} else {
-				for nb <= 56 {
-					if pos < len(in) {
-						bits |= uint64(in[pos]) << nb
-						pos++
-					} else {
-						f.pad++
-					}
-					nb += 8
+		var e uint32
+		for {
+			// 48 bits hold the longest length/distance pair: 15+5+15+13.
+			if nb < 48 {
+				if pos+8 <= len(in) {
+					bits |= binary.LittleEndian.Uint64(in[pos:]) << nb
+					k := (63 - nb) >> 3
+					pos += int(k)
+					nb += k << 3
+				} else {
+					pos, bits, nb = f.refillEnd(pos, bits, nb)
 				}
 			}
-		}
-		e := lprim[bits&(1<<litPrimaryBits-1)]
-		if e&linkFlag != 0 {
-			e = lent[int(e>>16&0x7fff)+int((bits>>litPrimaryBits)&(1<<(e>>8&0xff)-1))]
-		}
-		l := uint(e & 0xff)
-		bits >>= l
-		nb -= l
-		sym := int(e >> 16 & 0x7fff)
-		if sym < 256 {
-			if n >= len(out) {
-				save()
-				return errInflate // too much pixel data
+			e = lprim[bits&(1<<litPrimaryBits-1)]
+			if e&linkFlag != 0 {
+				e = lt.entries[int(e>>16&0x7fff)+int((bits>>litPrimaryBits)&(1<<(e>>8&0xff)-1))]
 			}
-			out[n] = byte(sym)
+			l := uint(e & 0xff)
+			bits >>= l
+			nb -= l
+			if e >= 256<<16 {
+				break
+			}
+			if n >= len(out) {
+				err = errInflate // too much pixel data
+				break loop
+			}
+			out[n] = byte(e >> 16)
 			n++
-			continue
 		}
+		sym := int(e >> 16 & 0x7fff)
 		if sym == 256 {
-			save()
+			f.pos, f.bits, f.nb, f.n = pos, bits, nb, n
 			return f.reported()
 		}
 		sym -= 257
-		if sym >= 29 {
-			save()
-			return errInflate
+		if sym >= 29 { // also invalidEntry
+			err = errInflate
+			break
 		}
 		ex := uint(lengthExtra[sym])
 		length := int(lengthBase[sym]) + int(bits&(1<<ex-1))
 		bits >>= ex
 		nb -= ex
 
-		e = dprim[bits&(1<<distPrimaryBits-1)]
+		e = dt.entries[bits&(1<<distPrimaryBits-1)]
 		if e&linkFlag != 0 {
-			e = distt[int(e>>16&0x7fff)+int((bits>>distPrimaryBits)&(1<<(e>>8&0xff)-1))]
+			e = dt.entries[int(e>>16&0x7fff)+int((bits>>distPrimaryBits)&(1<<(e>>8&0xff)-1))]
 		}
-		l = uint(e & 0xff)
+		l := uint(e & 0xff)
 		d := int(e >> 16 & 0x7fff)
 		if d >= 30 {
-			save()
-			return errInflate
+			err = errInflate
+			break
 		}
 		bits >>= l
 		nb -= l
@@ -302,8 +296,8 @@ func (f *inflater) huffmanBlock(lt, dt *huffTable) error {
 		bits >>= ex
 		nb -= ex
 		if dist > n || n+length > len(out) {
-			save()
-			return errInflate
+			err = errInflate
+			break
 		}
 		if dist >= length {
 			copy(out[n:n+length], out[n-dist:])
@@ -321,13 +315,32 @@ func (f *inflater) huffmanBlock(lt, dt *huffTable) error {
 		}
 		n += length
 		if n >= next {
-			save()
-			if err := f.reported(); err != nil {
-				return err
+			f.n = n
+			if err = f.reported(); err != nil {
+				break
 			}
 			next = f.nextReport
 		}
 	}
+	f.pos, f.bits, f.nb, f.n = pos, bits, nb, n
+	return err
+}
+
+// refillEnd loads bytes one at a time near the end of the input, then zero
+// padding, until more than 56 bits are loaded.
+//
+//go:noinline
+func (f *inflater) refillEnd(pos int, bits uint64, nb uint) (int, uint64, uint) {
+	for nb <= 56 {
+		if pos < len(f.in) {
+			bits |= uint64(f.in[pos]) << nb
+			pos++
+		} else {
+			f.pad++
+		}
+		nb += 8
+	}
+	return pos, bits, nb
 }
 
 // Primary table sizes: codes up to this many bits take one lookup.
