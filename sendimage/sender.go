@@ -12,6 +12,8 @@ import (
 )
 
 // Emitter is what Send hands encoded images to; plugins.Emitter satisfies it.
+// EmitPart must not modify p.Data: the parts of images that a batch repeats
+// share the bytes of one encoding.
 type Emitter interface {
 	EmitPart(ctx context.Context, p *protocol.ImagePart) error
 	Progress(ctx context.Context, value, max int) error
