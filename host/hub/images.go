@@ -222,7 +222,7 @@ func (h *Hub) commitImage(img *pendingImage) error {
 		h.verified.remember(parts, img.first.SHA256)
 	}
 
-	f := framer{limit: h.limit(), first: &img.first, parts: parts, verified: &h.verified}
+	f := framer{limit: h.limit(), first: &img.first, parts: parts}
 	h.commitMu.Lock()
 	defer h.commitMu.Unlock()
 	return h.deliverLocked(img.clientID, func(t target) shape { return shapeFor(t.parts, t.preview, &img.first) }, f.frame)
@@ -237,15 +237,11 @@ func (h *Hub) commitImage(img *pendingImage) error {
 // Publish are never modified, so the check is made once per memory, not
 // once per image. Measured on the 4x2048² ETN prompt, the hub's hashing was
 // 5.5% of the CPU of host and pack together, four times the sender's own.
-//
-// It also remembers the image's parts joined into one buffer (a type 1
-// frame's body), so that repeats share it instead of each joining a copy.
 type verifiedImage struct {
 	mu    sync.Mutex
 	sha   string
 	parts []weak.Pointer[byte]
 	lens  []int
-	whole weak.Pointer[byte] // the parts joined, while anything still holds them
 }
 
 // same reports whether parts are, part for part, the memory of the last
@@ -253,10 +249,6 @@ type verifiedImage struct {
 func (v *verifiedImage) same(parts []*protocol.ImagePart, sha string) bool {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	return v.sameLocked(parts, sha)
-}
-
-func (v *verifiedImage) sameLocked(parts []*protocol.ImagePart, sha string) bool {
 	if sha != v.sha || len(parts) != len(v.parts) {
 		return false
 	}
@@ -272,43 +264,10 @@ func (v *verifiedImage) remember(parts []*protocol.ImagePart, sha string) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	v.sha = sha
-	v.whole = weak.Pointer[byte]{}
 	v.parts, v.lens = v.parts[:0], v.lens[:0]
 	for _, p := range parts {
 		v.parts = append(v.parts, weak.Make(unsafe.SliceData(p.Data)))
 		v.lens = append(v.lens, len(p.Data))
-	}
-}
-
-// joined returns the verified image's parts joined by an earlier commit,
-// when parts are its memory and that buffer is still alive; else nil.
-func (v *verifiedImage) joined(parts []*protocol.ImagePart, sha string, size int64) []byte {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if !v.sameLocked(parts, sha) {
-		return nil
-	}
-	if p := v.whole.Value(); p != nil {
-		return unsafe.Slice(p, size)
-	}
-	return nil
-}
-
-// joinedOf is joined for f's image; nil when v is nil.
-func (v *verifiedImage) joinedOf(f *framer) []byte {
-	if v == nil {
-		return nil
-	}
-	return v.joined(f.parts, f.first.SHA256, f.first.Size)
-}
-
-// rememberJoined keeps a weak pointer to whole, the parts joined, when
-// parts are the verified image's memory.
-func (v *verifiedImage) rememberJoined(parts []*protocol.ImagePart, sha string, whole []byte) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if len(whole) > 0 && v.sameLocked(parts, sha) {
-		v.whole = weak.Make(unsafe.SliceData(whole))
 	}
 }
 
@@ -335,11 +294,10 @@ func shapeFor(clientParts, clientPreview bool, p *protocol.ImagePart) shape {
 
 // framer turns one complete image into the messages of each shape.
 type framer struct {
-	limit    int
-	first    *protocol.ImagePart
-	parts    []*protocol.ImagePart
-	whole    []byte         // the image's bytes, once assembled
-	verified *verifiedImage // shares the joined bytes of a repeated image; nil: none
+	limit int
+	first *protocol.ImagePart
+	parts []*protocol.ImagePart
+	whole []byte // the image's bytes, once assembled
 }
 
 func (f *framer) frame(s shape) (*batch, error) {
@@ -392,17 +350,12 @@ func (f *framer) wholeBytes() []byte {
 	if f.whole == nil {
 		if len(f.parts) == 1 {
 			f.whole = f.parts[0].Data
-		} else if w := f.verified.joinedOf(f); w != nil {
-			f.whole = w
 		} else {
 			w := make([]byte, 0, f.first.Size)
 			for _, p := range f.parts {
 				w = append(w, p.Data...)
 			}
 			f.whole = w
-			if f.verified != nil {
-				f.verified.rememberJoined(f.parts, f.first.SHA256, w)
-			}
 		}
 	}
 	return f.whole

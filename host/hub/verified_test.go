@@ -1,12 +1,9 @@
 package hub
 
 import (
-	"bytes"
 	"errors"
-	"runtime"
 	"strings"
 	"testing"
-	"unsafe"
 
 	"github.com/nodecast/nodecast/protocol"
 )
@@ -30,12 +27,6 @@ func TestRepeatedImageHashedOnce(t *testing.T) {
 		t.Fatal("parts over the same memory do not match the verified image")
 	}
 	publishAll(t, h, "", b)
-	// Their type 1 frames share one joined copy of the parts.
-	wa := (&framer{first: a[0], parts: a, verified: &h.verified}).wholeBytes()
-	wb := (&framer{first: b[0], parts: b, verified: &h.verified}).wholeBytes()
-	if !bytes.Equal(wa, img) || unsafe.SliceData(wa) != unsafe.SliceData(wb) {
-		t.Error("the repeated image's parts were joined into another copy, or wrongly")
-	}
 
 	// The same memory, claiming another sum: hashed, refused.
 	c := split(img, len(img)/3+1, protocol.WireComfy, "c")
@@ -45,10 +36,6 @@ func TestRepeatedImageHashedOnce(t *testing.T) {
 	if h.verified.same(c, c[0].SHA256) {
 		t.Fatal("another sha256 matches the verified image")
 	}
-	if wc := (&framer{first: c[0], parts: c, verified: &h.verified}).wholeBytes(); unsafe.SliceData(wc) == unsafe.SliceData(wa) {
-		t.Error("parts claiming another sha256 got the verified image's joined bytes")
-	}
-	runtime.KeepAlive(wa)
 	err := publishParts(h, c)
 	if !errors.Is(err, protocol.ErrPart) {
 		t.Fatalf("same memory, wrong sha256: got %v, want a part error", err)
