@@ -43,8 +43,7 @@ type RunRequest struct {
 // RunHandlers receive what a node emits while it runs. Both run on the
 // goroutine that called Run, in the order the node emitted; nil drops.
 type RunHandlers struct {
-	// Part receives one image part. Data is the handler's to keep, not to
-	// modify: parts of a repeated image share the bytes that crossed once. An error
+	// Part receives one image part. Data is the handler's to keep. An error
 	// aborts the run: the stream is cancelled and Run returns the error.
 	Part func(*protocol.ImagePart) error
 	// Progress receives value out of max units of work done.
@@ -126,10 +125,6 @@ func (c *PackClient) Run(ctx context.Context, req RunRequest, h RunHandlers) (Ru
 	if err != nil {
 		return RunResult{}, c.callErr(ctx, "Run", err)
 	}
-	var (
-		parts  int64      // part events received
-		window partWindow // the pack's window of recent parts, mirrored
-	)
 	for {
 		ev, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
@@ -140,21 +135,8 @@ func (c *PackClient) Run(ctx context.Context, req RunRequest, h RunHandlers) (Ru
 		}
 		switch e := ev.GetEvent().(type) {
 		case *pluginpb.RunEvent_Part:
-			parts++
-			p := partFromProto(e.Part)
-			if ref := e.Part.GetDataOfPart(); ref > 0 {
-				same, ok := window.bySeq(ref)
-				if !ok || len(p.Data) != 0 || same.sha256 != p.SHA256 || same.offset != p.Offset {
-					return RunResult{}, &CallError{Op: "Run", Kind: ErrProtocol, Reason: fmt.Sprintf(
-						"part %d of image %s names the bytes of part event %d, which this run does not hold with the same sha256 and offset",
-						p.Part, p.ImageID, ref)}
-				}
-				p.Data = same.data // the same bytes, kept by the hub as they are: never modified
-			} else if len(p.Data) > 0 {
-				window.add(windowPart{seq: parts, data: p.Data, sha256: p.SHA256, offset: p.Offset})
-			}
 			if h.Part != nil {
-				if err := h.Part(p); err != nil {
+				if err := h.Part(partFromProto(e.Part)); err != nil {
 					cancel()
 					return RunResult{}, fmt.Errorf("plugins: Run %s: part handler: %w", req.ClassType, err)
 				}

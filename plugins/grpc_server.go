@@ -258,8 +258,6 @@ type runEmitter struct {
 	stream grpc.ServerStreamingServer[pluginpb.RunEvent]
 	mu     sync.Mutex
 	done   bool
-	parts  int64      // part events sent
-	window partWindow // recent parts that carried bytes, mirrored by the host
 }
 
 func (e *runEmitter) EmitPart(ctx context.Context, p *protocol.ImagePart) error {
@@ -269,30 +267,12 @@ func (e *runEmitter) EmitPart(ctx context.Context, p *protocol.ImagePart) error 
 	if len(p.Data) > maxPartBytes {
 		return &protocol.LimitError{What: "image part bytes", Value: int64(len(p.Data)), Limit: maxPartBytes}
 	}
-	part := &pluginpb.ImagePart{
+	return e.send(ctx, &pluginpb.RunEvent{Event: &pluginpb.RunEvent_Part{Part: &pluginpb.ImagePart{
 		Event: p.Event, PromptId: p.PromptID, Node: p.Node, ImageId: p.ImageID,
 		Index: int64(p.Index), Batch: int64(p.Batch), Part: int64(p.Part), Parts: int64(p.Parts),
 		Offset: p.Offset, Size: p.Size, Mime: p.MIME, Sha256: p.SHA256,
 		Label: p.Label, Wire: string(p.Wire), Data: p.Data,
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	// The window and the part count change only with a part the host
-	// receives, so that the host's copy of the window stays the same.
-	if same, ok := e.window.sameMemory(p.Data, p.SHA256, p.Offset); ok {
-		part.Data, part.DataOfPart = nil, same.seq
-	}
-	if err := e.sendLocked(&pluginpb.RunEvent{Event: &pluginpb.RunEvent_Part{Part: part}}); err != nil {
-		return err
-	}
-	e.parts++
-	if part.DataOfPart == 0 && len(p.Data) > 0 {
-		e.window.add(windowPart{seq: e.parts, data: p.Data, sha256: p.SHA256, offset: p.Offset})
-	}
-	return nil
+	}}})
 }
 
 func (e *runEmitter) Progress(ctx context.Context, value, max int) error {
@@ -306,10 +286,6 @@ func (e *runEmitter) send(ctx context.Context, ev *pluginpb.RunEvent) error {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.sendLocked(ev)
-}
-
-func (e *runEmitter) sendLocked(ev *pluginpb.RunEvent) error {
 	if e.done {
 		return ErrRunFinished
 	}

@@ -192,8 +192,6 @@ type Hub struct {
 	evictions, committed, droppedImages, refused          atomic.Uint64
 	takeovers, writeTimeouts, invalidUTF8, truncated      atomic.Uint64
 	resumed, resumeFailed, heldDelivered, expiredSessions atomic.Uint64
-
-	verified verifiedImage // the last image whose sha256 was checked (images.go)
 }
 
 // New returns a hub with opts; see Options for the defaults.

@@ -7,9 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"strconv"
-	"sync"
-	"unsafe"
-	"weak"
 
 	"github.com/nodecast/nodecast/host/stream"
 	"github.com/nodecast/nodecast/protocol"
@@ -210,7 +207,7 @@ func (h *Hub) commitImage(img *pendingImage) error {
 		return &PartError{ImageID: img.first.ImageID, Part: len(parts) - 1,
 			Reason: "parts hold " + strconv.FormatInt(off, 10) + " bytes, size is " + strconv.FormatInt(img.first.Size, 10)}
 	}
-	if !h.opts.SkipHashCheck && !h.verified.same(parts, img.first.SHA256) {
+	if !h.opts.SkipHashCheck {
 		d := sha256.New()
 		for _, p := range parts {
 			d.Write(p.Data)
@@ -219,56 +216,12 @@ func (h *Hub) commitImage(img *pendingImage) error {
 			return &PartError{ImageID: img.first.ImageID, Part: len(parts) - 1,
 				Reason: "sha256 of the complete image is " + got + ", parts say " + img.first.SHA256}
 		}
-		h.verified.remember(parts, img.first.SHA256)
 	}
 
 	f := framer{limit: h.limit(), first: &img.first, parts: parts}
 	h.commitMu.Lock()
 	defer h.commitMu.Unlock()
 	return h.deliverLocked(img.clientID, func(t target) shape { return shapeFor(t.parts, t.preview, &img.first) }, f.frame)
-}
-
-// verifiedImage remembers the last image whose sha256 the hub checked: the
-// memory of its parts (weak pointers, which keep nothing alive and never
-// match other bytes that later take the same address) and the sum. A batch
-// that repeats one image arrives from the plugin bridge as images whose
-// parts share the bytes that crossed the process boundary once; hashing
-// the same memory again would find the same sum, and bytes handed to
-// Publish are never modified, so the check is made once per memory, not
-// once per image. Measured on the 4x2048² ETN prompt, the hub's hashing was
-// 5.5% of the CPU of host and pack together, four times the sender's own.
-type verifiedImage struct {
-	mu    sync.Mutex
-	sha   string
-	parts []weak.Pointer[byte]
-	lens  []int
-}
-
-// same reports whether parts are, part for part, the memory of the last
-// verified image, and sha its sum.
-func (v *verifiedImage) same(parts []*protocol.ImagePart, sha string) bool {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if sha != v.sha || len(parts) != len(v.parts) {
-		return false
-	}
-	for i, p := range parts {
-		if len(p.Data) == 0 || len(p.Data) != v.lens[i] || weak.Make(unsafe.SliceData(p.Data)) != v.parts[i] {
-			return false
-		}
-	}
-	return true
-}
-
-func (v *verifiedImage) remember(parts []*protocol.ImagePart, sha string) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	v.sha = sha
-	v.parts, v.lens = v.parts[:0], v.lens[:0]
-	for _, p := range parts {
-		v.parts = append(v.parts, weak.Make(unsafe.SliceData(p.Data)))
-		v.lens = append(v.lens, len(p.Data))
-	}
 }
 
 // shapeFor picks how a client receives an image. A client that sent

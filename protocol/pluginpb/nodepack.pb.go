@@ -870,27 +870,22 @@ func (*RunEvent_Result) isRunEvent_Event() {}
 func (*RunEvent_Failure) isRunEvent_Event() {}
 
 type ImagePart struct {
-	state    protoimpl.MessageState `protogen:"open.v1"`
-	Event    string                 `protobuf:"bytes,1,opt,name=event,proto3" json:"event,omitempty"`
-	PromptId string                 `protobuf:"bytes,2,opt,name=prompt_id,json=promptId,proto3" json:"prompt_id,omitempty"`
-	Node     string                 `protobuf:"bytes,3,opt,name=node,proto3" json:"node,omitempty"`
-	ImageId  string                 `protobuf:"bytes,4,opt,name=image_id,json=imageId,proto3" json:"image_id,omitempty"`
-	Index    int64                  `protobuf:"varint,5,opt,name=index,proto3" json:"index,omitempty"`
-	Batch    int64                  `protobuf:"varint,6,opt,name=batch,proto3" json:"batch,omitempty"`
-	Part     int64                  `protobuf:"varint,7,opt,name=part,proto3" json:"part,omitempty"`
-	Parts    int64                  `protobuf:"varint,8,opt,name=parts,proto3" json:"parts,omitempty"`
-	Offset   int64                  `protobuf:"varint,9,opt,name=offset,proto3" json:"offset,omitempty"`
-	Size     int64                  `protobuf:"varint,10,opt,name=size,proto3" json:"size,omitempty"`
-	Mime     string                 `protobuf:"bytes,11,opt,name=mime,proto3" json:"mime,omitempty"`
-	Sha256   string                 `protobuf:"bytes,12,opt,name=sha256,proto3" json:"sha256,omitempty"`
-	Label    string                 `protobuf:"bytes,13,opt,name=label,proto3" json:"label,omitempty"`
-	Wire     string                 `protobuf:"bytes,14,opt,name=wire,proto3" json:"wire,omitempty"`
-	Data     []byte                 `protobuf:"bytes,15,opt,name=data,proto3" json:"data,omitempty"`
-	// When > 0, data is empty: the part's bytes are those of the
-	// data_of_part-th part event (counting from 1) of the same run, which
-	// has the same sha256, offset and length. A batch that repeats one image
-	// crosses the process boundary once.
-	DataOfPart    int64 `protobuf:"varint,16,opt,name=data_of_part,json=dataOfPart,proto3" json:"data_of_part,omitempty"`
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Event         string                 `protobuf:"bytes,1,opt,name=event,proto3" json:"event,omitempty"`
+	PromptId      string                 `protobuf:"bytes,2,opt,name=prompt_id,json=promptId,proto3" json:"prompt_id,omitempty"`
+	Node          string                 `protobuf:"bytes,3,opt,name=node,proto3" json:"node,omitempty"`
+	ImageId       string                 `protobuf:"bytes,4,opt,name=image_id,json=imageId,proto3" json:"image_id,omitempty"`
+	Index         int64                  `protobuf:"varint,5,opt,name=index,proto3" json:"index,omitempty"`
+	Batch         int64                  `protobuf:"varint,6,opt,name=batch,proto3" json:"batch,omitempty"`
+	Part          int64                  `protobuf:"varint,7,opt,name=part,proto3" json:"part,omitempty"`
+	Parts         int64                  `protobuf:"varint,8,opt,name=parts,proto3" json:"parts,omitempty"`
+	Offset        int64                  `protobuf:"varint,9,opt,name=offset,proto3" json:"offset,omitempty"`
+	Size          int64                  `protobuf:"varint,10,opt,name=size,proto3" json:"size,omitempty"`
+	Mime          string                 `protobuf:"bytes,11,opt,name=mime,proto3" json:"mime,omitempty"`
+	Sha256        string                 `protobuf:"bytes,12,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	Label         string                 `protobuf:"bytes,13,opt,name=label,proto3" json:"label,omitempty"`
+	Wire          string                 `protobuf:"bytes,14,opt,name=wire,proto3" json:"wire,omitempty"`
+	Data          []byte                 `protobuf:"bytes,15,opt,name=data,proto3" json:"data,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1028,13 +1023,6 @@ func (x *ImagePart) GetData() []byte {
 		return x.Data
 	}
 	return nil
-}
-
-func (x *ImagePart) GetDataOfPart() int64 {
-	if x != nil {
-		return x.DataOfPart
-	}
-	return 0
 }
 
 type Progress struct {
@@ -1353,7 +1341,7 @@ const file_protocol_pluginpb_nodepack_proto_rawDesc = "" +
 	"\bprogress\x18\x02 \x01(\v2\x1c.nodecast.plugin.v1.ProgressH\x00R\bprogress\x127\n" +
 	"\x06result\x18\x03 \x01(\v2\x1d.nodecast.plugin.v1.RunResultH\x00R\x06result\x127\n" +
 	"\afailure\x18\x04 \x01(\v2\x1b.nodecast.plugin.v1.FailureH\x00R\afailureB\a\n" +
-	"\x05event\"\xfb\x02\n" +
+	"\x05event\"\xd9\x02\n" +
 	"\tImagePart\x12\x14\n" +
 	"\x05event\x18\x01 \x01(\tR\x05event\x12\x1b\n" +
 	"\tprompt_id\x18\x02 \x01(\tR\bpromptId\x12\x12\n" +
@@ -1370,9 +1358,7 @@ const file_protocol_pluginpb_nodepack_proto_rawDesc = "" +
 	"\x06sha256\x18\f \x01(\tR\x06sha256\x12\x14\n" +
 	"\x05label\x18\r \x01(\tR\x05label\x12\x12\n" +
 	"\x04wire\x18\x0e \x01(\tR\x04wire\x12\x12\n" +
-	"\x04data\x18\x0f \x01(\fR\x04data\x12 \n" +
-	"\fdata_of_part\x18\x10 \x01(\x03R\n" +
-	"dataOfPart\"2\n" +
+	"\x04data\x18\x0f \x01(\fR\x04data\"2\n" +
 	"\bProgress\x12\x14\n" +
 	"\x05value\x18\x01 \x01(\x03R\x05value\x12\x10\n" +
 	"\x03max\x18\x02 \x01(\x03R\x03max\"Y\n" +
