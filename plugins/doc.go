@@ -29,10 +29,7 @@
 // in the process that made them, named by TensorRef, and move only when
 // another process needs them: PutTensor and GetTensor stream them in 1 MiB
 // chunks, so no message meets gRPC's 4 MiB default limit, and both sides raise
-// that limit anyway for large image parts. Image parts travel in the Run
-// stream; a part whose bytes are the same memory and sha256 as a recent part
-// of the run (a repeated image, encoded once) travels as a reference to it
-// (partwindow.go). The host starts a plugin with Start
+// that limit anyway for large image parts. The host starts a plugin with Start
 // (AutoMTLS on, gRPC only, an optional SHA-256 checksum of the binary) and
 // talks to it through a PackClient. Supervision, restarts and breakers belong
 // to the host.
