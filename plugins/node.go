@@ -88,7 +88,8 @@ type Limits struct {
 // Emitter carries what a running node sends to clients back to the host.
 type Emitter interface {
 	// EmitPart hands one part of an encoded image to the host's hub. The hub
-	// shows an image to clients only when all its parts have arrived.
+	// shows an image to clients only when all its parts have arrived. It does
+	// not modify p.Data, which the parts of a repeated image share.
 	EmitPart(ctx context.Context, p *protocol.ImagePart) error
 	// Progress reports value out of max units of work done.
 	Progress(ctx context.Context, value, max int) error

@@ -3,6 +3,7 @@ package sendimage
 import (
 	"encoding/binary"
 	"math"
+	"unsafe"
 
 	"github.com/nodecast/nodecast/protocol"
 )
@@ -24,6 +25,7 @@ type Images struct {
 	Batch, Height, Width, Channels int
 
 	t     *protocol.Tensor
+	same  []int      // per image: the first image of the batch that is the same memory (itself if none)
 	float bool       // float32 data (else bytes, read as they are or through table)
 	exact []bool     // per image: holds values for which only the exact kernel is right
 	table *[256]byte // Unorm8 whose float path changes some values: map bytes through it
@@ -56,7 +58,7 @@ func NewImages(t *protocol.Tensor, opts ConvertOptions) (*Images, error) {
 	if err != nil {
 		return nil, err
 	}
-	im := &Images{Batch: b, Height: h, Width: w, Channels: c, t: t}
+	im := &Images{Batch: b, Height: h, Width: w, Channels: c, t: t, same: sameMemory(t, b)}
 	if t.DType == protocol.Unorm8 && !unorm8Identity {
 		im.table = &unorm8Pixels
 	}
@@ -67,6 +69,10 @@ func NewImages(t *protocol.Tensor, opts ConvertOptions) (*Images, error) {
 	im.exact = make([]bool, b)
 	n := h * w * c
 	for i := range b {
+		if j := im.same[i]; j != i { // checked as image j, whose bytes these are
+			im.exact[i] = im.exact[j]
+			continue
+		}
 		if !outsideFastRange(t.Item(i)) {
 			continue
 		}
@@ -80,6 +86,43 @@ func NewImages(t *protocol.Tensor, opts ConvertOptions) (*Images, error) {
 	}
 	return im, nil
 }
+
+// sameMemory maps each item of t's first dimension to the first item whose
+// bytes are the same memory (same address and length; one tensor has one
+// dtype and shape): the items of a view that repeats an image, as
+// RepeatImageBatch makes. A tensor that owns its Data has distinct items.
+func sameMemory(t *protocol.Tensor, b int) []int {
+	same := make([]int, b)
+	var first map[*byte]int
+	if t.IsView() {
+		first = make(map[*byte]int, 1)
+	}
+	for i := range same {
+		same[i] = i
+		if first == nil {
+			continue
+		}
+		it := t.Item(i)
+		if len(it) == 0 {
+			continue
+		}
+		p := unsafe.SliceData(it)
+		if j, ok := first[p]; ok {
+			same[i] = j
+		} else {
+			first[p] = i
+		}
+	}
+	return same
+}
+
+// SameAs returns the first image of the batch whose pixels are the same
+// memory as image i's, i itself when there is none. Images i and SameAs(i)
+// convert and encode to the same bytes, so a sender encodes only the first.
+// The tensor's memory is read-only while Images uses it; a node that writes
+// an item makes its tensor Writable first, which gives every item its own
+// memory (copy on write), so no two items of it are the same any more.
+func (im *Images) SameAs(i int) int { return im.same[i] }
 
 // Len is the number of images in the batch.
 func (im *Images) Len() int { return im.Batch }

@@ -21,7 +21,8 @@
 //     TextEncoder it also writes tEXt/iTXt chunks, as Pillow's PngInfo does.
 //   - Send: checks everything it can before emitting anything, then per
 //     image converts, encodes, hashes, splits with protocol.Splitter and
-//     emits the parts, then reports progress.
+//     emits the parts, then reports progress. Images of the batch that are
+//     the same memory (Images.SameAs) are converted, encoded and hashed once.
 //
 // sendimage imports only the standard library, golang.org/x/image,
 // klauspost/compress, the two WebP libraries and nodecast's protocol. It must never import plugins

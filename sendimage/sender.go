@@ -11,6 +11,8 @@ import (
 )
 
 // Emitter is what Send hands encoded images to; plugins.Emitter satisfies it.
+// EmitPart must not modify p.Data: the parts of images that a batch repeats
+// share the bytes of one encoding.
 type Emitter interface {
 	EmitPart(ctx context.Context, p *protocol.ImagePart) error
 	Progress(ctx context.Context, value, max int) error
@@ -128,11 +130,27 @@ func (j *sendJob) header(i int, imageID string) protocol.PartHeader {
 	}
 }
 
-// encoded is one image, encoded, ready to be split and emitted.
+// encoded is one image of the batch, encoded, ready to be split and emitted.
 type encoded struct {
 	index int
-	data  []byte
+	img   *encodedImage // shared by the images of the batch that are the same memory
 	err   error
+}
+
+// encodedImage is the encoded bytes of one image and their sha256, which
+// the emitting goroutine (the only one that reads sum) computes once,
+// overlapping the next encode, for every image that shares them.
+type encodedImage struct {
+	data []byte
+	sum  string // lowercase hex sha256 of data; "" until computed
+}
+
+func (e *encodedImage) sha256() string {
+	if e.sum == "" {
+		sum := sha256.Sum256(e.data)
+		e.sum = hex.EncodeToString(sum[:])
+	}
+	return e.sum
 }
 
 // run encodes on one goroutine and emits on the caller's, one image ahead.
@@ -145,7 +163,7 @@ func (j *sendJob) run(ctx context.Context, emit Emitter) ([]SentImage, error) {
 		if e.err != nil {
 			return sent, e.err
 		}
-		return j.emitImage(ctx, emit, e.index, e.data, sent)
+		return j.emitImage(ctx, emit, e.index, e.img, sent)
 	}
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -156,12 +174,31 @@ func (j *sendJob) run(ctx context.Context, emit Emitter) ([]SentImage, error) {
 		defer close(ready)
 		px := j.pixelBuffer()
 		defer func() { j.releasePixels(px) }()
+		// The images of the batch that are the same memory as an earlier
+		// one (RepeatImageBatch's views) reuse its encoding: kept here from
+		// its first image to its last repeat, then dropped.
+		last := make(map[int]int)
+		for i := range n {
+			last[j.images.SameAs(i)] = i
+		}
+		kept := make(map[int]*encodedImage)
 		for i := range n {
 			if ctx.Err() != nil {
 				return
 			}
 			var e encoded
-			e, px = j.encodeReuse(i, px)
+			first := j.images.SameAs(i)
+			if img, ok := kept[first]; ok {
+				e = encoded{index: i, img: img}
+			} else {
+				e, px = j.encodeReuse(i, px)
+				if e.err == nil && last[first] > i {
+					kept[first] = e.img
+				}
+			}
+			if last[first] == i {
+				delete(kept, first)
+			}
 			select {
 			case ready <- e:
 			case <-ctx.Done():
@@ -181,7 +218,7 @@ func (j *sendJob) run(ctx context.Context, emit Emitter) ([]SentImage, error) {
 			return sent, e.err
 		}
 		var err error
-		if sent, err = j.emitImage(ctx, emit, e.index, e.data, sent); err != nil {
+		if sent, err = j.emitImage(ctx, emit, e.index, e.img, sent); err != nil {
 			return sent, err
 		}
 	}
@@ -222,18 +259,22 @@ func (j *sendJob) encodeReuse(i int, px *Pixels) (encoded, *Pixels) {
 		return encoded{index: i, err: err}, px
 	}
 	var buf bytes.Buffer
-	buf.Grow(len(px.Pix)/2 + 1024)
+	if _, ok := j.enc.(*pngEncoder); !ok || j.opts.EncoderOptions.Level != LevelDefault {
+		buf.Grow(len(px.Pix)/2 + 1024) // the default PNG level sizes buf itself from its sample
+	}
 	if err := j.enc.Encode(&buf, px); err != nil {
 		return encoded{index: i, err: err}, px
 	}
-	return encoded{index: i, data: buf.Bytes()}, px
+	return encoded{index: i, img: &encodedImage{data: buf.Bytes()}}, px
 }
 
 // emitImage splits one encoded image, emits its parts and reports progress.
-func (j *sendJob) emitImage(ctx context.Context, emit Emitter, i int, data []byte, sent []SentImage) ([]SentImage, error) {
-	sum := sha256.Sum256(data)
+// Parts of images that share an encoding alias the same bytes, which no
+// emitter modifies.
+func (j *sendJob) emitImage(ctx context.Context, emit Emitter, i int, img *encodedImage, sent []SentImage) ([]SentImage, error) {
+	data := img.data
 	h := j.header(i, protocol.RandomHex(16))
-	h.SHA256 = hex.EncodeToString(sum[:])
+	h.SHA256 = img.sha256()
 	parts, err := j.splitter.Split(h, j.label, data, j.wire)
 	if err != nil {
 		return sent, err

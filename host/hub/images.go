@@ -207,6 +207,10 @@ func (h *Hub) commitImage(img *pendingImage) error {
 		return &PartError{ImageID: img.first.ImageID, Part: len(parts) - 1,
 			Reason: "parts hold " + strconv.FormatInt(off, 10) + " bytes, size is " + strconv.FormatInt(img.first.Size, 10)}
 	}
+	// Kept although it costs 4-5 ms per 7 MB image on the commit path
+	// (15-40 ms of a 4x2048² prompt, measured): the plugin connection's TLS
+	// guards the bytes in transit, not a pack that announces a sum its bytes
+	// do not have, and type 1 clients get no sum to check for themselves.
 	if !h.opts.SkipHashCheck {
 		d := sha256.New()
 		for _, p := range parts {

@@ -108,3 +108,44 @@ func BenchmarkPromptInProcess(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkSendDistinct measures the ETN sender alone on batches of the
+// photo: "repeated" is RepeatImageBatch's view (the image encoded once,
+// sent n times), "distinct" the same batch made Writable, so each image is
+// its own memory and is encoded on its own: the general encode speed.
+// SetBytes counts the batch's RGB bytes.
+func BenchmarkSendDistinct(b *testing.B) {
+	for _, size := range []struct{ side, n int }{{2048, 4}, {1024, 8}} {
+		dir := b.TempDir()
+		b.Setenv(plugins.InputDirEnv, dir)
+		if err := os.WriteFile(filepath.Join(dir, "photo.png"), photoFile(b, size.side), 0o644); err != nil {
+			b.Fatal(err)
+		}
+		res, _, err := runWith(b, node(b, "LoadImage"), map[string]any{"image": "photo.png"}, plugins.Limits{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		res, _, err = runWith(b, node(b, "RepeatImageBatch"), map[string]any{"image": res.Outputs[0], "amount": int64(size.n)}, plugins.Limits{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		repeated := res.Outputs[0].(*protocol.Tensor)
+		distinct := &protocol.Tensor{DType: repeated.DType, Shape: repeated.Shape, Items: repeated.Items}
+		distinct.Writable()
+		send := node(b, "ETN_SendImageWebSocket")
+		for _, c := range []struct {
+			name string
+			t    *protocol.Tensor
+		}{{"repeated", repeated}, {"distinct", distinct}} {
+			b.Run(fmt.Sprintf("%s/%dx%d", c.name, size.n, size.side), func(b *testing.B) {
+				b.SetBytes(int64(size.n * size.side * size.side * 3))
+				b.ReportAllocs()
+				for b.Loop() {
+					if _, _, err := runWith(b, send, map[string]any{"images": c.t}, plugins.Limits{}); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}

@@ -2,18 +2,17 @@ package builtin
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"hash"
+	"hash/adler32"
 	"hash/crc32"
 	"image"
 	"image/color"
 	"image/png"
 	"io"
 	"slices"
-
-	"github.com/klauspost/compress/zlib"
+	"sync/atomic"
 )
 
 // decodePNG decodes a PNG. The common photo case, 8 bits per sample without
@@ -245,143 +244,142 @@ func fastPNGDecode(r *bufio.Reader, size int64) (image.Image, error) {
 
 // fastPNGPixels inflates and unfilters the rows into the image image/png
 // would return (an rgbImage for RGB).
+//
+// The rows are inflated into one buffer of filtered rows (1 filter byte and
+// the row each), by inflateInto, whose window is that buffer; each row is
+// then unfiltered into its final place at the start of the same buffer, one
+// byte per row further left, so the pixels need no second buffer. The
+// zlib wrapper is read here, and the adler32 of the inflated bytes is
+// computed by the goroutine that unfilters them, not by inflate, which
+// alone is what a photo's decode waits for.
 func fastPNGPixels(data []byte, ends []int, w, h int, ctype byte, bpp int) (image.Image, error) {
-	src := bytes.NewReader(data)
-	zr, err := zlib.NewReader(src)
-	if err != nil {
-		return nil, errNotFast
+	if !zlibHeaderOK(data) {
+		return nil, errNotFast // image/png reports it (or a preset dictionary) in its words
 	}
-	defer zr.Close()
 	rect := image.Rect(0, 0, w, h)
 	stride := w * bpp
+	buf := make([]byte, h*(stride+1))
+	sum := adler32.New()
 	var (
-		out     image.Image
-		pix     []byte
-		outRow  int
-		expand  bool // grey+alpha widens to NRGBA
-		inPlace bool // rows unfilter in the output itself
+		used int
+		err  error
 	)
-	switch ctype {
-	case 0:
-		g := image.NewGray(rect)
-		out, pix, outRow, inPlace = g, g.Pix, g.Stride, true
-	case 2:
-		m := &rgbImage{Pix: make([]byte, stride*h), Stride: stride, Rect: rect}
-		out, pix, outRow, inPlace = m, m.Pix, m.Stride, true
-	case 4:
-		m := image.NewNRGBA(rect)
-		out, pix, outRow, expand = m, m.Pix, m.Stride, true
-	case 6:
-		m := image.NewNRGBA(rect)
-		out, pix, outRow, inPlace = m, m.Pix, m.Stride, true
-	}
-	zero := make([]byte, stride)
-	if inPlace && h >= 2*pipelineRows {
-		if err := inflateAlongside(zr, pix, outRow, stride, h, bpp, zero); err != nil {
-			return nil, err
-		}
+	if h >= 2*pipelineRows {
+		used, err = inflateAlongside(data[2:], buf, stride, h, bpp, sum)
 	} else {
-		var filter [1]byte
-		prev := zero
-		var cur, spare []byte
-		if !inPlace {
-			cur, spare = make([]byte, stride), make([]byte, stride)
+		used, err = inflateInto(buf, data[2:], nil)
+		zero := make([]byte, stride)
+		for y := 0; y < h && err == nil; y++ {
+			if !unfilterPacked(buf, y, stride, bpp, zero, sum) {
+				err = errNotFast
+			}
 		}
-		for y := 0; y < h; y++ {
-			if _, err := io.ReadFull(zr, filter[:]); err != nil {
-				return nil, errNotFast
-			}
-			if inPlace {
-				cur = pix[y*outRow : y*outRow+stride]
-			}
-			if _, err := io.ReadFull(zr, cur); err != nil {
-				return nil, errNotFast
-			}
-			if !unfilter(filter[0], cur, prev, bpp) {
-				return nil, errNotFast
-			}
-			if expand {
-				o := pix[y*outRow : y*outRow+4*w]
-				for x := 0; x < w; x++ {
-					g, a := cur[2*x], cur[2*x+1]
-					o[4*x], o[4*x+1], o[4*x+2], o[4*x+3] = g, g, g, a
-				}
-				prev, cur, spare = cur, spare, prev
-				if y == 0 {
-					spare = make([]byte, stride) // prev was the shared zero row
-				}
-				continue
-			}
-			prev = cur
-		}
+	}
+	if err != nil {
+		return nil, errNotFast
 	}
 	// The zlib stream must end here, its checksum right, at the end of an
 	// IDAT chunk: image/png refuses data left in the chunk the stream ends in,
 	// and ignores the IDAT chunks after it.
-	var one [1]byte
-	k, err := io.ReadFull(zr, one[:])
-	if k != 0 || err != io.EOF {
+	end := 2 + used + 4
+	if end > len(data) || binary.BigEndian.Uint32(data[end-4:]) != sum.Sum32() || !slices.Contains(ends, end) {
 		return nil, errNotFast
 	}
-	if !slices.Contains(ends, len(data)-src.Len()) {
-		return nil, errNotFast
+	pix := buf[: h*stride : h*stride]
+	switch ctype {
+	case 0:
+		return &image.Gray{Pix: pix, Stride: stride, Rect: rect}, nil
+	case 2:
+		return &rgbImage{Pix: pix, Stride: stride, Rect: rect}, nil
+	case 6:
+		return &image.NRGBA{Pix: pix, Stride: stride, Rect: rect}, nil
 	}
-	return out, nil
+	m := image.NewNRGBA(rect) // grey+alpha widens to NRGBA
+	for i, o := 0, 0; i < len(pix); i, o = i+2, o+4 {
+		g, a := pix[i], pix[i+1]
+		m.Pix[o], m.Pix[o+1], m.Pix[o+2], m.Pix[o+3] = g, g, g, a
+	}
+	return m, nil
 }
 
-// pipelineRows is how many rows inflate hands over at a time.
+// unfilterPacked adds filtered row y of buf (rows of 1+stride bytes) to the
+// checksum, moves it to its unfiltered place, y*stride, just after row y-1
+// (already unfiltered there, or zero for row 0), and unfilters it in place.
+func unfilterPacked(buf []byte, y, stride, bpp int, zero []byte, sum hash.Hash32) bool {
+	src := buf[y*(stride+1) : (y+1)*(stride+1)]
+	sum.Write(src)
+	f := src[0]
+	cur := buf[y*stride : (y+1)*stride]
+	copy(cur, src[1:]) // overlapping: copy moves
+	prev := zero
+	if y > 0 {
+		prev = buf[(y-1)*stride : y*stride]
+	}
+	return unfilter(f, cur, prev, bpp)
+}
+
+// zlibHeaderOK checks a zlib header as compress/zlib does: deflate with a
+// window of at most 32 KiB, the check bits right, and no preset dictionary
+// (which a PNG never has, and image/png refuses).
+func zlibHeaderOK(data []byte) bool {
+	if len(data) < 2 {
+		return false
+	}
+	cmf, flg := data[0], data[1]
+	return cmf&0x0f == 8 && cmf>>4 <= 7 && (uint(cmf)<<8|uint(flg))%31 == 0 && flg&0x20 == 0
+}
+
+// pipelineRows: images of fewer than twice as many rows are decoded serially.
 const pipelineRows = 16
 
-// inflateAlongside inflates the rows straight into pix on another goroutine
-// while this one unfilters the rows already there: inflate and unfiltering
-// take about as long each, and the machine has a second core. Rows are
-// handed over in blocks; a row is written by inflate, then only by the
-// unfilter, which reads the row above it, already finished.
-func inflateAlongside(zr io.Reader, pix []byte, outRow, stride, h, bpp int, zero []byte) error {
-	filters := make([]byte, h)
-	ready := make(chan int, h/pipelineRows+2)
-	var inflateErr error
-	stop := make(chan struct{})
-	defer func() { // inflate must be done with zr before the caller closes it
-		close(stop)
-		for range ready {
-		}
-	}()
+// inflateAlongside inflates src into buf on another goroutine while this
+// one unfilters the rows already there: inflate is the slower of the two
+// and the machine has a second core. A row is unfiltered only once inflate
+// is 32 KiB (its longest reach back) past the row's end, since unfiltering
+// moves it over bytes inflate may still copy from.
+func inflateAlongside(src, buf []byte, stride, h, bpp int, sum hash.Hash32) (int, error) {
+	const window = 32 << 10
+	var (
+		avail      atomic.Int64 // bytes of buf inflate has finished
+		stop       atomic.Bool
+		used       int
+		inflateErr error
+	)
+	wake := make(chan struct{}, 1)
 	go func() {
-		defer close(ready)
-		for y := 0; y < h; y++ {
-			if _, err := io.ReadFull(zr, filters[y:y+1]); err != nil {
-				inflateErr = errNotFast
-				return
+		defer close(wake) // after used and inflateErr are set
+		used, inflateErr = inflateInto(buf, src, func(n int) bool {
+			avail.Store(int64(n))
+			select {
+			case wake <- struct{}{}:
+			default:
 			}
-			if _, err := io.ReadFull(zr, pix[y*outRow:y*outRow+stride]); err != nil {
-				inflateErr = errNotFast
-				return
-			}
-			if (y+1)%pipelineRows == 0 || y == h-1 {
-				select {
-				case ready <- y + 1:
-				case <-stop:
-					return
-				}
-			}
-		}
+			return !stop.Load()
+		})
 	}()
-	prev := zero
-	y := 0
-	for upTo := range ready {
-		for ; y < upTo; y++ {
-			cur := pix[y*outRow : y*outRow+stride]
-			if !unfilter(filters[y], cur, prev, bpp) {
-				return errNotFast // the deferred func stops inflate and waits for it
+	zero := make([]byte, stride)
+	y, bad := 0, false
+	for {
+		_, open := <-wake
+		n := int(avail.Load())
+		for ; y < h && !bad; y++ {
+			end := (y + 1) * (stride + 1)
+			if end > n || (open && end+window > n) {
+				break
 			}
-			prev = cur
+			if !unfilterPacked(buf, y, stride, bpp, zero, sum) {
+				bad = true
+				stop.Store(true) // inflate stops at its next report
+			}
+		}
+		if !open {
+			break
 		}
 	}
-	if inflateErr != nil || y != h { // ready is closed: inflateErr is set and visible
-		return errNotFast
+	if inflateErr != nil || bad || y != h {
+		return 0, errNotFast
 	}
-	return nil
+	return used, nil
 }
 
 // unfilter reverses a row's PNG filter in place; false for an unknown filter.
