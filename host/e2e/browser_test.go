@@ -567,3 +567,47 @@ func TestBrowserBase64Fallback(t *testing.T) {
 		}
 	}
 }
+
+// TestBrowserProgressText: the live page, in a real headless Chromium, gets
+// a node's progress text (TEXT frames from the progresstext example running
+// as a real plugin subprocess) through client.js's "progresstext" event, in
+// order, tied to the running prompt, and shows the last one on the node.
+func TestBrowserProgressText(t *testing.T) {
+	ctx, _ := startBrowser(t)
+	s := progressTextServer(t)
+	tctx, cancel := context.WithTimeout(ctx, 2*waitTimeout)
+	defer cancel()
+	if err := chromedp.Do(tctx, chromedp.Navigate(s.URL+"/viewer")); err != nil {
+		t.Fatal(err)
+	}
+	waitPage(t, tctx, "open connection", `window.nodecastViewer && nodecastViewer.client.state === "open"`)
+	prompt, _ := json.Marshal(map[string]any{"7": map[string]any{"class_type": "ShowProgressText", "inputs": map[string]any{"text": "café", "steps": 3}}})
+	var id string
+	if err := evalJSON(tctx, fmt.Sprintf(`nodecastViewer.client.queuePrompt(%s)`, prompt), &id); err != nil {
+		t.Fatal(err)
+	}
+	idJS, _ := json.Marshal(id)
+	waitPage(t, tctx, "the end of the prompt", fmt.Sprintf(`nodecastViewer.prompts[%s] === "success"`, idJS))
+	var got struct {
+		Texts []struct {
+			PromptID string `json:"promptId"`
+			Node     string `json:"node"`
+			Text     string `json:"text"`
+		} `json:"texts"`
+		Shown string `json:"shown"`
+	}
+	if err := evalJSON(tctx, `({texts: nodecastViewer.texts, shown: document.querySelector('.node[data-node="7"] .text').textContent})`, &got); err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Texts) != 3 {
+		t.Fatalf("page got %d progress texts, want 3: %+v", len(got.Texts), got.Texts)
+	}
+	for i, x := range got.Texts {
+		if want := fmt.Sprintf("café %d/3", i+1); x.Text != want || x.Node != "7" || x.PromptID != id {
+			t.Errorf("text %d: %+v, want node 7, %q, prompt %s", i, x, want, id)
+		}
+	}
+	if got.Shown != "café 3/3" {
+		t.Errorf("node 7 shows %q, want the last text", got.Shown)
+	}
+}

@@ -29,6 +29,9 @@ export interface ImageDetail {
 
 export interface MessageDetail { type: string; data: any; seq: number }
 
+/** A node's progress text: ComfyUI's TEXT frame (type 3); it has no seq and is not replayed on resume. */
+export interface ProgressTextDetail { node: string; text: string }
+
 export interface ResumeDetail { recovered: boolean; epoch: string; seq: number; reason?: string; dropped?: string[] }
 
 export type ConnState = "idle" | "connecting" | "open" | "reconnecting" | "closed" | "replaced" | "failed";
@@ -44,6 +47,7 @@ export class NodecastError extends Error {
 export interface NodecastEventMap {
   image: CustomEvent<ImageDetail>;
   message: CustomEvent<MessageDetail>;
+  progresstext: CustomEvent<ProgressTextDetail>;
   state: CustomEvent<StateDetail>;
   resume: CustomEvent<ResumeDetail>;
   error: CustomEvent<{ error: NodecastError }>;

@@ -3,6 +3,7 @@
 //   import { NodecastClient } from "/nodecast/client.js";
 //   const c = new NodecastClient();                 // this page's host
 //   c.addEventListener("image", (e) => show(e.detail.blob, e.detail));
+//   c.addEventListener("progresstext", (e) => note(e.detail.node, e.detail.text));
 //   await c.connect();
 //   await c.queuePrompt({ ... API-format prompt ... });
 //
@@ -341,6 +342,13 @@ export class NodecastClient extends EventTarget {
         const bytes = new Uint8Array(data, off);
         const m = /** @type {any} */ (meta);
         this._whole({ event: "", node: m.node_id || "", index: 0, batch: 1, prompt_id: m.prompt_id || "", image_id: "", mime, size: bytes.length, sha256: "" }, [bytes], "whole", 0);
+      } else if (type === 3) { // TEXT, a node's progress text: [3][len(node_id)][node_id][utf-8 text]; no seq
+        const nlen = view.getUint32(4);
+        if (8 + nlen <= data.byteLength) { // a malformed one is skipped, as an unknown frame type is
+          const dec = new TextDecoder();
+          const detail = { node: dec.decode(new Uint8Array(data, 8, nlen)), text: dec.decode(new Uint8Array(data, 8 + nlen)) };
+          this._later(() => this.dispatchEvent(new CustomEvent("progresstext", { detail })));
+        }
       }
       return; // other frame types are not for this client
     }

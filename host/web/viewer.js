@@ -34,6 +34,8 @@ const viewer = {
   resumes: /** @type {any[]} */ ([]),
   errors: /** @type {string[]} */ ([]),
   states: /** @type {string[]} */ ([]),
+  /** progress text (TEXT frames) as it came: {promptId, node, text} */
+  texts: /** @type {Array<{promptId:string,node:string,text:string}>} */ ([]),
   liveURLs: 0, // object URLs alive: the lightbox's, at most one
 };
 /** @type {any} */ (window).nodecastViewer = viewer;
@@ -67,7 +69,7 @@ function nodeEl(promptId, node) {
   el = document.createElement("div");
   el.className = "node";
   el.dataset.node = node;
-  el.innerHTML = `<header><span>node <b class="id"></b></span><span class="event"></span><div class="bar"><div></div></div><span class="muted pct"></span></header><div class="thumbs"></div>`;
+  el.innerHTML = `<header><span>node <b class="id"></b></span><span class="event"></span><div class="bar"><div></div></div><span class="muted pct"></span></header><p class="text muted"></p><div class="thumbs"></div>`;
   /** @type {HTMLElement} */ (el.querySelector(".id")).textContent = node || "?";
   promptEl(promptId).append(el);
   nodeEls.set(key, el);
@@ -196,9 +198,20 @@ function refreshSoon() {
   refreshTimer = setTimeout(refreshLists, 250);
 }
 
+// The prompt that runs: a TEXT frame names only its node.
+let runningPrompt = "";
+
+client.addEventListener("progresstext", (e) => {
+  const { node, text } = /** @type {CustomEvent} */ (e).detail;
+  viewer.texts.push({ promptId: runningPrompt, node, text });
+  if (viewer.texts.length > 1000) viewer.texts.shift();
+  if (runningPrompt) /** @type {HTMLElement} */ (nodeEl(runningPrompt, node).querySelector(".text")).textContent = text;
+});
+
 client.addEventListener("message", (e) => {
   const { type, data } = /** @type {CustomEvent} */ (e).detail;
   showPositionSoon();
+  if ((type === "execution_start" || type === "executing") && data && data.prompt_id) runningPrompt = data.prompt_id;
   switch (type) {
     case "status":
       refreshSoon();

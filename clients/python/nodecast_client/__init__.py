@@ -5,8 +5,9 @@ checks its size and sha256, reconnects after a drop with backoff and resumes
 where the stream broke, and falls back to base64 JSON parts (parts=False).
 See README.md.
 """
-from .client import (Backoff, Client, Event, Image, Message, NodecastError, PromptError,
-                     ResumeLost)
+from .client import (Backoff, Client, Event, Image, Message, NodecastError, ProgressText,
+                     PromptError, ResumeLost)
 
-__all__ = ["Backoff", "Client", "Event", "Image", "Message", "NodecastError", "PromptError", "ResumeLost"]
+__all__ = ["Backoff", "Client", "Event", "Image", "Message", "NodecastError", "ProgressText", "PromptError",
+           "ResumeLost"]
 __version__ = "0.1.0"

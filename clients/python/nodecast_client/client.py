@@ -83,7 +83,17 @@ class ResumeLost:
     dropped: List[str] = field(default_factory=list)
 
 
-Event = Union[Image, Message, ResumeLost]
+@dataclass
+class ProgressText:
+    """A node's progress text: ComfyUI's binary TEXT frame (type 3,
+    [u32be 3][u32be len(node_id)][node_id][utf-8 text]), what a node sends with
+    send_progress_text. It has no seq: the frame has no room for one, so it is
+    delivered live and not replayed after a resume."""
+    node: str
+    text: str
+
+
+Event = Union[Image, Message, ProgressText, ResumeLost]
 
 
 @dataclass
@@ -416,6 +426,11 @@ class Client:
             return [Image(data=data, event="", node=str(meta.get("node_id", "")), index=0, batch=1,
                           prompt_id=meta.get("prompt_id", ""), image_id="", mime=mime, size=len(data),
                           sha256=hashlib.sha256(data).hexdigest(), shape="whole")]
+        if kind == 3:  # TEXT; a malformed one is skipped, as an unknown frame is
+            if 8 + n > len(b):
+                return []
+            return [ProgressText(node=bytes(b[8:8 + n]).decode("utf-8", "replace"),
+                                 text=bytes(b[8 + n:]).decode("utf-8", "replace"))]
         return []  # a frame type this client does not know
 
     def _add_b64(self, event: str, d: dict) -> List[Event]:

@@ -6,7 +6,7 @@ import json
 import struct
 import unittest
 
-from nodecast_client import Image, Message, NodecastError
+from nodecast_client import Image, Message, NodecastError, ProgressText
 from nodecast_client.client import Client, PART_MAGIC
 
 
@@ -105,6 +105,16 @@ class Reassembly(unittest.TestCase):
         evs = self.c._handle_text({"type": "executing", "data": {"node": None, "prompt_id": "p"}})
         self.assertIsInstance(evs[0], Message)
         self.assertTrue(evs[0].is_prompt_done("p"))
+
+    def test_progress_text_frames(self):
+        # ComfyUI's server.py send_progress_text: struct.pack(">I", 3), then
+        # struct.pack(">I", len(node_id)) + node_id + text, all UTF-8.
+        node, text = "12", "étape 2/3"
+        frame = struct.pack(">II", 3, len(node.encode())) + node.encode() + text.encode()
+        evs = self.c._handle_binary(frame)
+        self.assertEqual(evs, [ProgressText(node="12", text="étape 2/3")])
+        # A node id longer than the frame is skipped, not fatal.
+        self.assertEqual(self.c._handle_binary(struct.pack(">II", 3, 99) + b"x"), [])
 
 
 if __name__ == "__main__":
