@@ -1,8 +1,6 @@
 package host_test
 
 import (
-	"bytes"
-	"image"
 	"image/png"
 	"os"
 	"strconv"
@@ -11,36 +9,8 @@ import (
 
 	"github.com/nodecast/nodecast/host"
 	"github.com/nodecast/nodecast/host/internal/testclient"
+	"github.com/nodecast/nodecast/internal/testimage"
 )
-
-// photoPNG is a photo-like side×side RGB PNG (smooth gradients and noise, so
-// it compresses like a photo), or the file NODECAST_PHOTO_<side> names.
-func photoPNG(t testing.TB, side int) []byte {
-	if p := os.Getenv("NODECAST_PHOTO_" + strconv.Itoa(side)); p != "" {
-		data, err := os.ReadFile(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return data
-	}
-	m := image.NewRGBA(image.Rect(0, 0, side, side))
-	seed := uint32(1)
-	for y := 0; y < side; y++ {
-		for x := 0; x < side; x++ {
-			seed = seed*1664525 + 1013904223
-			i := m.PixOffset(x, y)
-			m.Pix[i] = uint8(x*255/side) ^ uint8(seed>>29)
-			m.Pix[i+1] = uint8(y*255/side) ^ uint8(seed>>27&3)
-			m.Pix[i+2] = uint8((x+y)*127/(2*side)) + uint8(seed>>30)
-			m.Pix[i+3] = 0xff
-		}
-	}
-	var b bytes.Buffer
-	if err := (&png.Encoder{CompressionLevel: png.BestSpeed}).Encode(&b, m); err != nil {
-		t.Fatal(err)
-	}
-	return b.Bytes()
-}
 
 // Issue 11, item 5: the pack's peak RSS for LoadImage(side²) ->
 // RepeatImageBatch(4) -> ETN_SendImageWebSocket stays within 1.5 times the
@@ -54,7 +24,7 @@ func TestPromptPeakRSS(t *testing.T) {
 	if v := os.Getenv("NODECAST_SPEED_SIDE"); v != "" {
 		side, _ = strconv.Atoi(v)
 	}
-	h, srv := binaryPackHost(t, host.Options{}, map[string][]byte{"photo.png": photoPNG(t, side)})
+	h, srv := binaryPackHost(t, host.Options{}, map[string][]byte{"photo.png": testimage.PhotoPNG(t, side, png.BestSpeed)})
 	c, err := testclient.Dial(srv.URL, "rss", testclient.Parts, nil)
 	if err != nil {
 		t.Fatal(err)

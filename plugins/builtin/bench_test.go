@@ -2,37 +2,21 @@ package builtin
 
 import (
 	"fmt"
-	"image"
+	"image/png"
 	"os"
 	"path/filepath"
 	"testing"
 
+	"github.com/nodecast/nodecast/internal/testimage"
 	"github.com/nodecast/nodecast/plugins"
 	"github.com/nodecast/nodecast/protocol"
 )
-
-// photoLike is a w×h RGBA image with smooth gradients and some noise.
-func photoLike(w, h int) *image.NRGBA {
-	m := image.NewNRGBA(image.Rect(0, 0, w, h))
-	seed := uint32(1)
-	for y := 0; y < h; y++ {
-		for x := 0; x < w; x++ {
-			seed = seed*1664525 + 1013904223
-			i := m.PixOffset(x, y)
-			m.Pix[i] = uint8(x*255/w) ^ uint8(seed>>29)
-			m.Pix[i+1] = uint8(y*255/h) ^ uint8(seed>>27&3)
-			m.Pix[i+2] = uint8((x+y)*127/(w+h)) + uint8(seed>>30)
-			m.Pix[i+3] = 0xff - uint8(seed>>31)
-		}
-	}
-	return m
-}
 
 // BenchmarkLoadImageBase64 measures base64 decoding, PNG decoding and the
 // conversion to IMAGE and MASK tensors; SetBytes counts the pixels' RGBA bytes.
 func BenchmarkLoadImageBase64(b *testing.B) {
 	const side = 1024
-	input := b64(encodePNG(b, photoLike(side, side)))
+	input := b64(encodePNG(b, testimage.PhotoLike(side, side)))
 	n := node(b, "ETN_LoadImageBase64")
 	b.SetBytes(side * side * 4)
 	b.ReportAllocs()
@@ -82,7 +66,7 @@ func BenchmarkPromptInProcess(b *testing.B) {
 		dir := b.TempDir()
 		b.Setenv(plugins.InputDirEnv, dir)
 		p := filepath.Join(dir, "photo.png")
-		if err := os.WriteFile(p, photoFile(b, size.side), 0o644); err != nil {
+		if err := os.WriteFile(p, testimage.PhotoPNG(b, size.side, png.DefaultCompression), 0o644); err != nil {
 			b.Fatal(err)
 		}
 		load, repeat := node(b, "LoadImage"), node(b, "RepeatImageBatch")
@@ -118,7 +102,7 @@ func BenchmarkSendDistinct(b *testing.B) {
 	for _, size := range []struct{ side, n int }{{2048, 4}, {1024, 8}} {
 		dir := b.TempDir()
 		b.Setenv(plugins.InputDirEnv, dir)
-		if err := os.WriteFile(filepath.Join(dir, "photo.png"), photoFile(b, size.side), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, "photo.png"), testimage.PhotoPNG(b, size.side, png.DefaultCompression), 0o644); err != nil {
 			b.Fatal(err)
 		}
 		res, _, err := runWith(b, node(b, "LoadImage"), map[string]any{"image": "photo.png"}, plugins.Limits{})

@@ -5,6 +5,7 @@ import (
 	stdflate "compress/flate"
 	"encoding/binary"
 	"fmt"
+	"image/png"
 	"io"
 	"math/rand/v2"
 	"syscall"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	kflate "github.com/klauspost/compress/flate"
+	"github.com/nodecast/nodecast/internal/testimage"
 )
 
 // inflateInputs are byte patterns that make every kind of deflate block and
@@ -159,7 +161,7 @@ func FuzzInflate(f *testing.F) {
 // on one goroutine; SetBytes counts the inflated bytes. cpu-ns/op is the
 // process's CPU time per op, steadier than wall time on a shared machine.
 func BenchmarkInflate(b *testing.B) {
-	file := photoFile(b, 2048)
+	file := testimage.PhotoPNG(b, 2048, png.DefaultCompression)
 	var z []byte
 	for p := 8; p+12 <= len(file); {
 		n := int(binary.BigEndian.Uint32(file[p:]))

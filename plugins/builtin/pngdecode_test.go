@@ -11,8 +11,9 @@ import (
 	"image/color"
 	"image/png"
 	"math/rand/v2"
-	"os"
 	"testing"
+
+	"github.com/nodecast/nodecast/internal/testimage"
 )
 
 // pngSpec describes a hand-built PNG: every colour type, bit depth and
@@ -188,7 +189,7 @@ func pngCorpus(t testing.TB) map[string][]byte {
 	files["ct2-d8-trns"] = buildPNG(pngSpec{w: 9, h: 4, depth: 8, ctype: 2, trns: []byte{0, 1, 0, 2, 0, 3}}, 2)
 	files["ct3-d8-trns"] = buildPNG(pngSpec{w: 9, h: 4, depth: 8, ctype: 3, plte: 200, trns: []byte{0, 128, 255}}, 3)
 	// image/png's encoder, at each compression level.
-	photo := photoLike(67, 41)
+	photo := testimage.PhotoLike(67, 41)
 	opaque := image.NewRGBA(photo.Rect)
 	for i := range opaque.Pix {
 		opaque.Pix[i] = photo.Pix[i] | 0
@@ -315,35 +316,12 @@ func FuzzDecodePNG(f *testing.F) {
 	})
 }
 
-// photoFile is the PNG of a photo-like w×w RGB image, as Pillow writes
-// LoadImage's inputs: a file ComfyUI users upload.
-func photoFile(tb testing.TB, w int) []byte {
-	if p := os.Getenv("NODECAST_PHOTO_" + fmt.Sprint(w)); p != "" {
-		data, err := os.ReadFile(p)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		return data
-	}
-	src := photoLike(w, w)
-	m := image.NewRGBA(src.Rect)
-	copy(m.Pix, src.Pix)
-	for i := 3; i < len(m.Pix); i += 4 {
-		m.Pix[i] = 0xff
-	}
-	var buf bytes.Buffer
-	if err := (&png.Encoder{CompressionLevel: png.DefaultCompression}).Encode(&buf, m); err != nil {
-		tb.Fatal(err)
-	}
-	return buf.Bytes()
-}
-
 // BenchmarkDecodePNG compares decodePNG with image/png on photos of 1024²
 // and 2048²; SetBytes counts the RGB bytes decoded. NODECAST_PHOTO_1024 and
 // NODECAST_PHOTO_2048 name real photos to use instead of generated ones.
 func BenchmarkDecodePNG(b *testing.B) {
 	for _, side := range []int{1024, 2048} {
-		data := photoFile(b, side)
+		data := testimage.PhotoPNG(b, side, png.DefaultCompression)
 		b.Run(fmt.Sprintf("ours/%d", side), func(b *testing.B) {
 			b.SetBytes(int64(side * side * 3))
 			b.ReportAllocs()
