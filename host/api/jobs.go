@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -164,20 +165,12 @@ func (s *server) getJobs(w http.ResponseWriter, r *http.Request) {
 			statuses = append(statuses, st)
 		}
 	}
-	sortBy := q.Get("sort_by")
-	if sortBy == "" {
-		sortBy = "created_at"
-	}
-	if sortBy != "created_at" && sortBy != "execution_duration" {
-		writeError(w, http.StatusBadRequest, typeInvalidRequest, "sort_by must be created_at or execution_duration", sortBy)
+	sortBy, ok := queryChoice(w, q, "sort_by", "created_at", "created_at", "execution_duration")
+	if !ok {
 		return
 	}
-	order := q.Get("sort_order")
-	if order == "" {
-		order = "desc"
-	}
-	if order != "asc" && order != "desc" {
-		writeError(w, http.StatusBadRequest, typeInvalidRequest, "sort_order must be asc or desc", order)
+	order, ok := queryChoice(w, q, "sort_order", "desc", "asc", "desc")
+	if !ok {
 		return
 	}
 	var limit *int
@@ -332,4 +325,19 @@ func (s *server) postCancelJobs(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"cancelled": s.cancelJobs(ids)})
+}
+
+// queryChoice reads query parameter name: def when absent, else one of
+// choices; anything else is answered with a 400 naming the choices, and ok is
+// false.
+func queryChoice(w http.ResponseWriter, q url.Values, name, def string, choices ...string) (v string, ok bool) {
+	v = q.Get(name)
+	if v == "" {
+		return def, true
+	}
+	if !slices.Contains(choices, v) {
+		writeError(w, http.StatusBadRequest, typeInvalidRequest, name+" must be "+strings.Join(choices, " or "), v)
+		return v, false
+	}
+	return v, true
 }
